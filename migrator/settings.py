@@ -1,0 +1,225 @@
+"""Run settings from flags and environment, validated before anything touches the database.
+
+Connection flags and variables are temporal-sql-tool's own (SQL_HOST, SQL_PORT, ...), so a hook that called the
+tool can call the migrator with the same environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.version import Version
+
+from migrator.errors import UsageError
+from migrator.vendor import STORES
+from migrator.versions import parse_target
+
+PLUGINS = ("postgres12", "postgres12_pgx")
+COMMANDS = ("status", "plan", "migrate", "wait")
+LOG_FORMATS = ("json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flags, environment variable, default and help (the README table is made from these)."""
+
+    dest: str
+    flags: tuple[str, ...]
+    env: str
+    default: str | None
+    help: str
+    is_flag: bool = False
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", ("--endpoint", "--ep"), "SQL_HOST", "127.0.0.1", "PostgreSQL host"),
+    Option("port", ("--port", "-p"), "SQL_PORT", "5432", "PostgreSQL port"),
+    Option("user", ("--user", "-u"), "SQL_USER", None, "role to connect as (required)"),
+    Option("password", ("--password", "--pw"), "SQL_PASSWORD", "", "password; prefer the environment variable"),
+    Option("database", ("--database", "--db"), "SQL_DATABASE", "temporal", "database, also schema_version's db_name"),
+    Option("plugin", ("--plugin", "--pl"), "SQL_PLUGIN", "postgres12", "postgres12 or postgres12_pgx"),
+    Option("tls", ("--tls",), "SQL_TLS", "false", "connect with TLS (verify-full)", is_flag=True),
+    Option("tls_cert_file", ("--tls-cert-file",), "SQL_TLS_CERT_FILE", None, "client certificate file"),
+    Option("tls_key_file", ("--tls-key-file",), "SQL_TLS_KEY_FILE", None, "client key file"),
+    Option("tls_ca_file", ("--tls-ca-file",), "SQL_TLS_CA_FILE", None, "CA certificate file"),
+    Option(
+        "tls_server_name",
+        ("--tls-server-name",),
+        "SQL_TLS_SERVER_NAME",
+        None,
+        "accepted for compatibility; the postgres plugin ignores it",
+    ),
+    Option(
+        "tls_disable_host_verification",
+        ("--tls-disable-host-verification",),
+        "SQL_TLS_DISABLE_HOST_VERIFICATION",
+        "false",
+        "TLS without host verification (require)",
+        is_flag=True,
+    ),
+    Option("store", ("--schema",), "MIGRATOR_SCHEMA", "temporal", "store: temporal (default store) or visibility"),
+    Option(
+        "schema_dir",
+        ("--schema-dir",),
+        "MIGRATOR_SCHEMA_DIR",
+        "/etc/temporal/schema",
+        "root of the vendor tree (holds postgresql/v12/<store>/versioned)",
+    ),
+    Option(
+        "target",
+        ("--target-version",),
+        "MIGRATOR_TARGET_VERSION",
+        None,
+        "target schema version (default: newest in the vendor tree)",
+    ),
+    Option("tool", ("--tool",), "TEMPORAL_SQL_TOOL", "temporal-sql-tool", "temporal-sql-tool binary"),
+    Option("lock_timeout", ("--lock-timeout",), "MIGRATOR_LOCK_TIMEOUT", "600", "seconds to wait for the lock"),
+    Option(
+        "connect_timeout",
+        ("--connect-timeout",),
+        "MIGRATOR_CONNECT_TIMEOUT",
+        "120",
+        "seconds to wait for the database to accept connections",
+    ),
+    Option("tool_timeout", ("--tool-timeout",), "MIGRATOR_TOOL_TIMEOUT", "3600", "seconds one tool run may take"),
+    Option("wait_timeout", ("--wait-timeout",), "MIGRATOR_WAIT_TIMEOUT", "900", "seconds `wait` waits"),
+    Option("log_format", ("--log-format",), "MIGRATOR_LOG_FORMAT", "json", "json or console"),
+    Option("log_level", ("--log-level",), "MIGRATOR_LOG_LEVEL", "info", "debug, info, warning or error"),
+    Option(
+        "termination_log",
+        ("--termination-log",),
+        "MIGRATOR_TERMINATION_LOG",
+        "/dev/termination-log",
+        "file that receives the run summary when writable (Kubernetes termination message)",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    command: str
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    database: str
+    plugin: str
+    tls: bool
+    tls_cert_file: str | None
+    tls_key_file: str | None
+    tls_ca_file: str | None
+    tls_disable_host_verification: bool
+    store: str
+    schema_dir: Path
+    target: Version | None
+    tool: str
+    lock_timeout: float
+    connect_timeout: float
+    tool_timeout: float
+    wait_timeout: float
+    log_format: str
+    log_level: str
+    termination_log: Path
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise UsageError(f"{name} {value!r} is not supported; use one of: {', '.join(choices)}")
+    return value
+
+
+def _seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise UsageError(f"{name} {value!r} is not a number of seconds; give a value such as 60")
+    return seconds
+
+
+def _flag(name: str, value: str) -> bool:
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise UsageError(f"{name} {value!r} is not a boolean; use true or false")
+
+
+def raw_values(parsed: Mapping[str, str | bool | None], environ: Mapping[str, str]) -> dict[str, str | None]:
+    """Flag if given, else environment variable, else default."""
+    values: dict[str, str | None] = {}
+    for option in OPTIONS:
+        given = parsed.get(option.dest)
+        if option.is_flag and given:
+            values[option.dest] = "true"
+        elif given is not None and given is not False:
+            values[option.dest] = str(given)
+        else:
+            values[option.dest] = environ.get(option.env, option.default)
+    return values
+
+
+def _label(dest: str) -> str:
+    option = next(item for item in OPTIONS if item.dest == dest)
+    return f"{option.flags[0]}/{option.env}"
+
+
+def build_settings(command: str, parsed: Mapping[str, str | bool | None], environ: Mapping[str, str]) -> Settings:
+    """Validate everything that can be checked without the database (all failures are exit 2)."""
+    raw = raw_values(parsed, environ)
+
+    def get(dest: str) -> str:
+        return raw[dest] or ""
+
+    port_text = get("port")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"{_label('port')} {port_text!r} is not a TCP port; give a number such as 5432")
+    if not get("user"):
+        raise UsageError(f"no user: set {_label('user')} to the Temporal role")
+    if not get("database").strip():
+        raise UsageError(f"{_label('database')} is empty; name the store's database")
+    target_text = raw["target"]
+    return Settings(
+        command=command,
+        host=get("host"),
+        port=int(port_text),
+        user=get("user"),
+        password=get("password"),
+        database=get("database"),
+        plugin=_choice(_label("plugin"), get("plugin"), PLUGINS),
+        tls=_flag(_label("tls"), get("tls")),
+        tls_cert_file=raw["tls_cert_file"] or None,
+        tls_key_file=raw["tls_key_file"] or None,
+        tls_ca_file=raw["tls_ca_file"] or None,
+        tls_disable_host_verification=_flag(
+            _label("tls_disable_host_verification"), get("tls_disable_host_verification")
+        ),
+        store=_choice(_label("store"), get("store"), STORES),
+        schema_dir=Path(get("schema_dir")),
+        target=parse_target(target_text) if target_text else None,
+        tool=get("tool"),
+        lock_timeout=_seconds(_label("lock_timeout"), get("lock_timeout")),
+        connect_timeout=_seconds(_label("connect_timeout"), get("connect_timeout")),
+        tool_timeout=_seconds(_label("tool_timeout"), get("tool_timeout")),
+        wait_timeout=_seconds(_label("wait_timeout"), get("wait_timeout")),
+        log_format=_choice(_label("log_format"), get("log_format"), LOG_FORMATS),
+        log_level=_choice(_label("log_level"), get("log_level").lower(), LOG_LEVELS),
+        termination_log=Path(get("termination_log")),
+    )
+
+
+def resolve_tool(name: str) -> str:
+    """The tool's absolute path; checked before any DDL so a missing binary changes nothing."""
+    found = shutil.which(name)
+    if found is None:
+        what = "is not executable" if os.path.exists(name) else "was not found"
+        raise UsageError(f"temporal-sql-tool {name!r} {what}; install it or point --tool/TEMPORAL_SQL_TOOL at it")
+    return found

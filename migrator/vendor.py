@@ -1,0 +1,132 @@
+"""The vendor's versioned schema tree, read the way temporal-sql-tool reads it.
+
+Layout: ``<schema-dir>/postgresql/v12/<store>/versioned/vX.Y/manifest.json`` plus the SQL files the manifest
+lists in ``SchemaUpdateCqlFiles`` (never a glob: some directories keep files that are not run). The planner and
+the tool must read the same tree, so the tool is always pointed at `VendorSchema.versioned_dir`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.version import Version
+
+from migrator.errors import UsageError
+from migrator.sqlsplit import SplitError, split_statements
+from migrator.statements import Statement, describe
+from migrator.versions import parse_version
+
+STORES = ("temporal", "visibility")
+_VERSION_DIR = re.compile(r"^v[\d.]+")
+
+
+@dataclass(frozen=True)
+class VendorVersion:
+    """One ``vX.Y`` directory: what the tool runs for it and what it records afterwards."""
+
+    name: str
+    version: Version
+    min_compatible: str
+    description: str
+    manifest_md5: str
+    statements: tuple[Statement, ...]
+
+
+@dataclass(frozen=True)
+class VendorSchema:
+    """All versions of one store, oldest first."""
+
+    store: str
+    versioned_dir: Path
+    versions: tuple[VendorVersion, ...]
+
+    @property
+    def newest(self) -> VendorVersion:
+        return self.versions[-1]
+
+    def find(self, version: Version) -> VendorVersion | None:
+        return next((item for item in self.versions if item.version == version), None)
+
+    def between(self, current: Version, target: Version) -> list[VendorVersion]:
+        """Versions in (current, target], the ones update-schema would run."""
+        return [item for item in self.versions if current < item.version <= target]
+
+    def created_tables(self) -> set[str]:
+        """Every table some vendor statement creates: their presence marks a database as Temporal's."""
+        return {
+            effect.ref.name
+            for item in self.versions
+            for statement in item.statements
+            for effect in statement.effects
+            if effect.present and effect.ref.kind == "table"
+        }
+
+    def all_statements(self) -> Iterator[Statement]:
+        for item in self.versions:
+            yield from item.statements
+
+
+def versioned_dir(schema_dir: Path, store: str) -> Path:
+    return schema_dir / "postgresql" / "v12" / store / "versioned"
+
+
+def _read_version(directory: Path) -> VendorVersion:
+    manifest_path = directory / "manifest.json"
+    try:
+        raw = manifest_path.read_bytes()
+        manifest = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {manifest_path}: {exc}; use the schema tree of the tool's own release") from None
+    name = str(manifest.get("CurrVersion", "")).removeprefix("v")
+    if name != directory.name.removeprefix("v"):
+        raise UsageError(
+            f"{manifest_path}: CurrVersion {name!r} does not match directory {directory.name}; "
+            "the vendor tree is damaged, use the schema tree of the tool's own release"
+        )
+    min_compatible = str(manifest.get("MinCompatibleVersion", "")).removeprefix("v")
+    files = manifest.get("SchemaUpdateCqlFiles") or []
+    if not min_compatible or (not files and not manifest.get("AllowNoCqlFiles", False)):
+        raise UsageError(f"{manifest_path}: MinCompatibleVersion or SchemaUpdateCqlFiles missing")
+    statements: list[Statement] = []
+    for file_name in files:
+        path = directory / file_name
+        try:
+            statements.extend(describe(text) for text in split_statements(path.read_bytes()))
+        except OSError:
+            raise UsageError(f"{path} is listed in its manifest but cannot be read") from None
+        except SplitError as exc:
+            raise UsageError(f"{path} cannot be split into statements: {exc}") from None
+    try:
+        version = parse_version(name)
+    except ValueError:
+        raise UsageError(f"{manifest_path}: CurrVersion {name!r} is not a version") from None
+    return VendorVersion(
+        name=name,
+        version=version,
+        min_compatible=min_compatible,
+        description=str(manifest.get("Description", "")),
+        manifest_md5=hashlib.md5(raw, usedforsecurity=False).hexdigest(),
+        statements=tuple(statements),
+    )
+
+
+def load_vendor_schema(schema_dir: Path, store: str) -> VendorSchema:
+    """Read and validate every version directory of ``store`` (errors are usage errors: exit 2)."""
+    root = versioned_dir(schema_dir, store)
+    if not root.is_dir():
+        raise UsageError(
+            f"no vendor schema at {root}; point --schema-dir at the tree holding postgresql/v12/{store}/versioned "
+            "(in the admin-tools image: /etc/temporal/schema)"
+        )
+    versions = sorted(
+        (_read_version(child) for child in root.iterdir() if child.is_dir() and _VERSION_DIR.match(child.name)),
+        key=lambda item: item.version,
+    )
+    if not versions:
+        raise UsageError(f"{root} holds no vX.Y version directories; check --schema-dir")
+    return VendorSchema(store=store, versioned_dir=root, versions=tuple(versions))
