@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import structlog
+from psycopg import sql
 
 from migrator.db import Connection, connect
 from migrator.errors import AccessError, DDLError, UnreachableError, UnsafeStateError, WaitTimeoutError
@@ -17,6 +18,7 @@ from migrator.observe import observe
 from migrator.planner import Action, Plan, Situation, Step, access_problem, plan
 from migrator.settings import Settings
 from migrator.state import State
+from migrator.statements import Kind, Statement
 from migrator.tool import run_tool
 from migrator.vendor import VendorSchema, VendorVersion
 from migrator.versions import parse_version
@@ -58,6 +60,14 @@ def observe_and_plan(
     return state, planned
 
 
+def _drop_crashed_index_builds(conn: Connection, state: State, statement: Statement) -> None:
+    """An interrupted CREATE INDEX CONCURRENTLY leaves an INVALID index of the vendor's name; drop it first."""
+    for effect in statement.effects:
+        if effect.ref.kind is Kind.INDEX and effect.present and state.catalog.indexes.get(effect.ref.name) is False:
+            log.info("repair.drop_invalid_index", index=effect.ref.name)
+            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(effect.ref.name)))
+
+
 def _repair(conn: Connection, settings: Settings, state: State, version: VendorVersion, step: Step) -> int:
     """Run the statements a crashed attempt did not, verbatim, then record the version as the tool would."""
     for index, statement in enumerate(version.statements):
@@ -71,6 +81,7 @@ def _repair(conn: Connection, settings: Settings, state: State, version: VendorV
             statement=" ".join(statement.text.split()),
         )
         if outcome == "executed":
+            _drop_crashed_index_builds(conn, state, statement)
             try:
                 conn.execute(statement.text.encode())
             except psycopg.Error as error:

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from migrator.state import Catalog, Seen
-from migrator.statements import Effect, Kind, ObjectRef, Statement
+from migrator.statements import Effect, ObjectRef, Statement
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,7 @@ def _describe(present: bool, not_null: bool | None = None, has_default: bool | N
     return f"present ({'NOT NULL' if not_null else 'nullable'}, {'with' if has_default else 'no'} default)"
 
 
-def _seen_text(seen: Seen, ref: ObjectRef) -> str:
-    if seen.present and ref.kind is Kind.INDEX and not seen.valid:
-        return "present but INVALID"
+def _seen_text(seen: Seen) -> str:
     return _describe(seen.present, seen.not_null, seen.has_default)
 
 
@@ -45,8 +43,6 @@ def _agrees(expected: Effect, seen: Seen, initial: bool, compare_shape: bool) ->
         return False
     if not expected.present or initial:
         return True
-    if expected.ref.kind is Kind.INDEX and not seen.valid:
-        return False
     if compare_shape and expected.not_null is not None:
         return (expected.not_null, expected.has_default) == (seen.not_null, seen.has_default)
     return True
@@ -73,7 +69,7 @@ def _mismatches(statements: tuple[Statement, ...], k: int, catalog: Catalog) -> 
                     effect.present, *((effect.not_null, effect.has_default) if compare_shape else (None, None))
                 )
             )
-            found.append(Mismatch(ref, want, _seen_text(seen, ref)))
+            found.append(Mismatch(ref, want, _seen_text(seen)))
     return found
 
 

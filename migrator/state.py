@@ -18,12 +18,11 @@ class ColumnInfo:
 
 @dataclass(frozen=True)
 class Seen:
-    """One object as found: present or not, and for columns and indexes the details the repair compares."""
+    """One object as found: present or not, and for columns the shape the repair compares."""
 
     present: bool
     not_null: bool | None = None
     has_default: bool | None = None
-    valid: bool = True
 
 
 @dataclass(frozen=True)
@@ -43,9 +42,8 @@ class Catalog:
             if column is None:
                 return Seen(False)
             return Seen(True, not_null=column.not_null, has_default=column.has_default)
-        if ref.kind is Kind.INDEX:
-            valid = self.indexes.get(ref.name)
-            return Seen(valid is not None, valid=bool(valid))
+        if ref.kind is Kind.INDEX:  # an INVALID index is a build that crashed: it counts as not there
+            return Seen(self.indexes.get(ref.name) is True)
         present = {
             Kind.TABLE: lambda: ref.name in self.tables,
             Kind.EXTENSION: lambda: ref.name in self.extensions,
