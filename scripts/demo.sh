@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Try the migrator end to end on this machine, with nothing set up beforehand:
+#   bash scripts/demo.sh
+# Installs the Python package, PostgreSQL server binaries and temporal-sql-tool if missing (as scripts/test.sh
+# does), starts a throwaway local PostgreSQL, creates roles and databases the CloudNativePG way (role
+# `temporal` owning database `temporal`, role `temporal_visibility` owning `temporal_visibility`), migrates
+# both stores to the newest schema of the pinned Temporal release, prints `status` of both (JSON), runs
+# `migrate` once more to show it is a no-op, and removes the cluster on exit.
+set -euo pipefail
+
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+PGCLUSTER_DIR=""
+cleanup() {
+    local rc=$?
+    if [[ -n "$PGCLUSTER_DIR" ]]; then
+        "$PYTHON" -m integration.pgcluster stop --dir "$PGCLUSTER_DIR" || log "could not stop the cluster in $PGCLUSTER_DIR"
+    fi
+    finish
+    return "$rc"
+}
+trap cleanup EXIT
+
+start_cluster() {
+    local out
+    out="$("$PYTHON" -m integration.pgcluster start)"
+    eval "$out" # shell-quoted KEY=VALUE lines: PGCLUSTER_DIR, _HOST, _PORT, _MAJOR, _ADMIN_USER, _ADMIN_PASSWORD
+    log "PostgreSQL $PGCLUSTER_MAJOR on $PGCLUSTER_HOST:$PGCLUSTER_PORT (data in $PGCLUSTER_DIR)"
+}
+
+create_app_databases() {
+    TEMPORAL_PASSWORD="$("$PYTHON" -m integration.pgcluster create-app-db --dir "$PGCLUSTER_DIR" \
+        --role temporal --database temporal)"
+    VISIBILITY_PASSWORD="$("$PYTHON" -m integration.pgcluster create-app-db --dir "$PGCLUSTER_DIR" \
+        --role temporal_visibility --database temporal_visibility)"
+    log "role temporal owns database temporal; role temporal_visibility owns database temporal_visibility"
+}
+
+# migrator SCHEMA ROLE PASSWORD DATABASE COMMAND: python -m migrator COMMAND for one store, configured through
+# the same environment variables as temporal-sql-tool (the password never appears in argv).
+migrator() {
+    local schema="$1" role="$2" password="$3" database="$4" command="$5"
+    SQL_HOST="$PGCLUSTER_HOST" SQL_PORT="$PGCLUSTER_PORT" SQL_PLUGIN=postgres12 \
+        SQL_USER="$role" SQL_PASSWORD="$password" SQL_DATABASE="$database" \
+        MIGRATOR_SCHEMA_DIR="$TEMPORAL_SCHEMA_DIR" TEMPORAL_SQL_TOOL="$TEMPORAL_SQL_TOOL" \
+        MIGRATOR_LOG_FORMAT="${MIGRATOR_LOG_FORMAT:-console}" \
+        "$PYTHON" -m migrator "$command" --schema "$schema"
+}
+
+migrate_both() {
+    migrator temporal temporal "$TEMPORAL_PASSWORD" temporal migrate
+    migrator visibility temporal_visibility "$VISIBILITY_PASSWORD" temporal_visibility migrate
+}
+
+status_both() {
+    echo "# status of the default store (database temporal)"
+    migrator temporal temporal "$TEMPORAL_PASSWORD" temporal status
+    echo "# status of the visibility store (database temporal_visibility)"
+    migrator visibility temporal_visibility "$VISIBILITY_PASSWORD" temporal_visibility status
+}
+
+stage "python deps (pip install -e '.[test]')" setup_python
+stage "postgresql server binaries" setup_postgres
+stage "temporal-sql-tool $TEMPORAL_VERSION" setup_tool
+stage "start a throwaway PostgreSQL" start_cluster
+stage "roles and databases (CloudNativePG style)" create_app_databases
+stage "migrate both stores" migrate_both
+stage "status" status_both
+stage "migrate again (a no-op)" migrate_both
