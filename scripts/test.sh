@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The project's test command: sets up everything a fresh machine lacks, then lints and runs every test.
+#   bash scripts/test.sh [PYTEST ARGS...]
+# Stages (each prints its duration): Python deps, PostgreSQL server binaries, temporal-sql-tool,
+# helm (when scripts/build-helm.sh exists), ruff + mypy, pytest (tests/ and integration/).
+# PYTEST_WORKERS (default "auto") sets pytest-xdist's worker count; 0 runs in one process.
+# With CI=true a missing PostgreSQL or tool fails the integration suite instead of skipping it.
+set -euo pipefail
+
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+trap finish EXIT
+
+setup_helm() {
+    local out
+    out="$(bash "$REPO_ROOT/scripts/build-helm.sh")"
+    HELM="$(tail -n 1 <<<"$out")"
+    [[ -x "$HELM" ]] || die "scripts/build-helm.sh's last line is not an executable: $HELM"
+    export HELM
+    log "HELM=$HELM"
+}
+
+# A lint failure does not stop the run (the tests still say what they say); it fails it at the end.
+LINT_FAILED=""
+lint() {
+    "$PYTHON" -m ruff check . || LINT_FAILED+=" ruff"
+    "$PYTHON" -m mypy || LINT_FAILED+=" mypy"
+    [[ -z "$LINT_FAILED" ]] || log "lint FAILED:$LINT_FAILED (continuing to the tests; the run fails at the end)"
+}
+
+run_pytest() {
+    # Each xdist worker gets its own PostgreSQL (session fixtures run once per worker), every test its own
+    # uniquely named database, and role set-up is idempotent and serialised, so workers cannot interfere.
+    "$PYTHON" -m pytest -n "${PYTEST_WORKERS:-auto}" --dist loadfile "$@"
+}
+
+stage "python deps (pip install -e '.[test]')" setup_python
+stage "postgresql server binaries" setup_postgres
+stage "temporal-sql-tool $TEMPORAL_VERSION" setup_tool
+if [[ -f "$REPO_ROOT/scripts/build-helm.sh" ]]; then
+    stage "helm ${HELM_VERSION:-}" setup_helm
+fi
+stage "lint (ruff check, mypy)" lint
+stage "pytest" run_pytest "$@"
+[[ -z "$LINT_FAILED" ]] || die "lint failed:$LINT_FAILED"
