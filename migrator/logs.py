@@ -42,6 +42,11 @@ def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutab
     return {key: _scrub(value) for key, value in event.items()}
 
 
+def _stderr_logger(*_: Any) -> structlog.PrintLogger:
+    # Resolved at each use, so a replaced sys.stderr (tests, embedding) is honoured.
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(log_format: str = "json", level: str = "info", secrets: Iterable[str | None] = ()) -> None:
     """Configure structlog and the standard library once per run (the CLI calls it again after parsing)."""
     for secret in secrets:
@@ -62,7 +67,7 @@ def configure(log_format: str = "json", level: str = "info", secrets: Iterable[s
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stderr)

@@ -94,6 +94,7 @@ class _Reader(threading.Thread):
         super().__init__(daemon=True)
         self.stream = stream
         self.last_error = ""
+        self.last_line = ""
         self.cause = ""
 
     def run(self) -> None:
@@ -102,6 +103,7 @@ class _Reader(threading.Thread):
             if not line.message:
                 continue
             getattr(log, line.level)("tool.output", tool_level=line.level, message=line.message, **line.fields)
+            self.last_line = line.message
             error = str(line.fields.get("error", ""))
             if line.level == "error" or error:
                 self.last_error = f"{line.message} {error}".strip()
@@ -150,7 +152,7 @@ def run_tool(settings: Settings, tool: str, command: Sequence[str]) -> float:
     seconds = round(time.monotonic() - started, 2)
     log.info("tool.exited", command=command[0], exit_code=code, seconds=seconds)
     if code != 0:
-        detail = reader.last_error or "it printed no error"
+        detail = reader.last_error or reader.last_line or "it printed nothing"
         if reader.cause and reader.cause not in detail:
             detail = f"{detail} (cause: {reader.cause})"
         raise DDLError(f"temporal-sql-tool {command[0]} failed with exit code {code}: {detail}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from migrator.vendor import VendorSchema, load_vendor_schema
 
@@ -53,6 +54,15 @@ def write_tree(root: Path, store: str, spec: TreeSpec) -> Path:
         }
         (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return root
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging() -> Iterator[None]:
+    """Each test starts and ends with structlog's defaults (the CLI configures it per run)."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
 
 
 @pytest.fixture
