@@ -129,6 +129,8 @@ def _testcontainers_server(stack: contextlib.ExitStack) -> PgServer:
     container.start()
     stack.callback(container.stop)
     host = container.get_container_host_ip()
+    if host == "localhost":  # the published port is on IPv4 for sure; Go may try ::1 first
+        host = "127.0.0.1"
     port = int(container.get_exposed_port(5432))
     probe = PgServer(host, port, "postgres", password, 0, source="testcontainers")
     deadline = time.monotonic() + 30
