@@ -33,7 +33,8 @@ lint() {
 run_pytest() {
     # Each xdist worker gets its own PostgreSQL (session fixtures run once per worker), every test its own
     # uniquely named database, and role set-up is idempotent and serialised, so workers cannot interfere.
-    "$PYTHON" -m pytest -n "${PYTEST_WORKERS:-auto}" --dist loadfile "$@"
+    # worksteal balances uneven tests (a long parametrised matrix in one file) across the workers.
+    "$PYTHON" -m pytest -n "${PYTEST_WORKERS:-auto}" --dist worksteal "$@"
 }
 
 stage "python deps (pip install -e '.[test]')" setup_python
