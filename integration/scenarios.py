@@ -1,0 +1,60 @@
+"""Shared steps of the integration scenarios: bring a database to a version with the bare tool, leave a
+version half-applied, and the reference schema of a clean install."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from integration.conftest import MakeDb, RunTool
+from integration.harness import AppDb, Store, versioned_dir
+from migrator.vendor import VendorVersion, load_vendor_schema
+from migrator.versions import parse_version
+
+TARGETS: dict[Store, str] = {"temporal": "1.18", "visibility": "1.9"}
+_reference_dumps: dict[Store, str] = {}
+
+
+def tool_to(run_tool: RunTool, db: AppDb, schema_dir: Path, store: Store, version: str) -> None:
+    """Set up and update ``db`` with the bare tool, as a hook script would (version "0.0" = setup only)."""
+    setup = run_tool(db, "setup-schema", "-v", "0.0")
+    assert setup.returncode == 0, setup.stderr
+    if version != "0.0":
+        update = run_tool(db, "update-schema", "-d", str(versioned_dir(schema_dir, store)), "-v", version)
+        assert update.returncode == 0, update.stderr
+
+
+def vendor_version(schema_dir: Path, store: Store, version: str) -> VendorVersion:
+    found = load_vendor_schema(schema_dir, store).find(parse_version(version))
+    assert found is not None
+    return found
+
+
+def previous_version(schema_dir: Path, store: Store, version: str) -> str:
+    vendor = load_vendor_schema(schema_dir, store)
+    older = [item.name for item in vendor.versions if item.version < parse_version(version)]
+    return older[-1] if older else "0.0"
+
+
+def half_apply(
+    run_tool: RunTool, db: AppDb, schema_dir: Path, store: Store, version: str, applied: int
+) -> VendorVersion:
+    """The state a crash leaves: versions below ``version`` recorded, its first ``applied`` statements run.
+
+    The statements are the vendor's own, split exactly as the tool splits them, run one by one in
+    autocommit as the tool runs them, by the same role.
+    """
+    tool_to(run_tool, db, schema_dir, store, previous_version(schema_dir, store, version))
+    target = vendor_version(schema_dir, store, version)
+    with db.connect() as conn:
+        for statement in target.statements[:applied]:
+            conn.execute(statement.text.encode())
+    return target
+
+
+def reference_dump(make_db: MakeDb, run_tool: RunTool, schema_dir: Path, store: Store) -> str:
+    """Schema of a clean install at the target by the bare tool (computed once per store and worker)."""
+    if store not in _reference_dumps:
+        clean = make_db()
+        tool_to(run_tool, clean, schema_dir, store, TARGETS[store])
+        _reference_dumps[store] = clean.schema_dump()
+    return _reference_dumps[store]

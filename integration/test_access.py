@@ -1,0 +1,108 @@
+"""Connections, credentials, privileges and the lock: each failure has its exit code and changes nothing."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import psycopg
+from psycopg import sql
+
+from integration.conftest import MakeDb, RunMigrator, events_named
+from integration.harness import AppDb
+from migrator.lock import lock_key
+
+
+def test_postgres15_public_schema_without_create_exits_4_and_leaves_nothing(
+    make_db: MakeDb, run_migrator: RunMigrator
+) -> None:
+    db = make_db("app_other")  # owned by another role, as when CloudNativePG's owner is not the app role
+    done = run_migrator(db, "migrate", "--schema", "temporal")
+    assert done.returncode == 4, done.stderr[-2000:]
+    message = events_named(done.stderr, "run.failed")[0]["error"]
+    assert "GRANT CREATE ON SCHEMA public TO app" in message
+    assert "schemas" in message
+    assert events_named(done.stderr, "tool.started") == []
+    with db.server.admin_connect(db.name) as conn:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
+    assert tables == (0,)
+
+
+def test_wrong_password_exits_4_fast_and_names_the_secret(app_db: AppDb, run_migrator: RunMigrator) -> None:
+    started = time.monotonic()
+    done = run_migrator(app_db, "migrate", env=app_db.env(SQL_PASSWORD="not-the-Password-1"))
+    elapsed = time.monotonic() - started
+    assert done.returncode == 4, done.stderr[-2000:]
+    assert elapsed < 5
+    message = events_named(done.stderr, "run.failed")[0]["error"]
+    assert "'app'" in message
+    assert "Secret" in message
+    assert "not-the-Password-1" not in done.stderr + done.stdout
+
+
+def test_missing_role_exits_4(app_db: AppDb, run_migrator: RunMigrator) -> None:
+    done = run_migrator(app_db, "status", env=app_db.env(SQL_USER="nobody_here"))
+    assert done.returncode == 4
+
+
+def test_role_without_connect_exits_4(make_db: MakeDb, run_migrator: RunMigrator) -> None:
+    db = make_db("app_other")  # an owner always may connect, so the database belongs to another role
+    with db.server.admin_connect() as conn:
+        conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC, app").format(sql.Identifier(db.name)))
+    done = run_migrator(db, "status")
+    assert done.returncode == 4, done.stderr[-2000:]
+    assert "GRANT CONNECT" in events_named(done.stderr, "run.failed")[0]["error"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_unreachable_server_exits_3_after_the_connect_timeout(app_db: AppDb, run_migrator: RunMigrator) -> None:
+    started = time.monotonic()
+    done = run_migrator(app_db, "status", env=app_db.env(SQL_PORT=str(_free_port()), MIGRATOR_CONNECT_TIMEOUT="3"))
+    elapsed = time.monotonic() - started
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert 3 <= elapsed < 20
+    assert events_named(done.stderr, "db.retrying")
+
+
+def test_database_created_a_few_seconds_late_is_waited_for(make_db: MakeDb, run_migrator: RunMigrator) -> None:
+    db = make_db()
+    with db.server.admin_connect() as conn:
+        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(db.name)))
+
+    def create_later() -> None:
+        time.sleep(3)
+        with db.server.admin_connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER app").format(sql.Identifier(db.name)))
+
+    creator = threading.Thread(target=create_later)
+    creator.start()
+    done = run_migrator(db, "migrate", "--schema", "temporal", env=db.env(MIGRATOR_CONNECT_TIMEOUT="60"))
+    creator.join()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert events_named(done.stderr, "db.retrying")
+    assert db.version_rows() == [(db.name, "1.18")]
+
+
+def test_lock_held_elsewhere_times_out_with_exit_5_naming_the_holder(app_db: AppDb, run_migrator: RunMigrator) -> None:
+    with psycopg.connect(
+        host=app_db.server.host,
+        port=app_db.server.port,
+        user=app_db.user,
+        password=app_db.password,
+        dbname=app_db.name,
+        autocommit=True,
+        application_name="other-migrator",
+    ) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(app_db.name),))
+        done = run_migrator(app_db, "migrate", "--lock-timeout", "3")
+    assert done.returncode == 5, done.stderr[-2000:]
+    waiting = events_named(done.stderr, "lock.waiting")
+    assert waiting
+    assert waiting[0]["holder_application"] == "other-migrator"
+    assert app_db.version_rows() == []
