@@ -1,0 +1,1 @@
+"""Chart tests: helm lint, helm template and Kubernetes schema validation."""
