@@ -24,6 +24,7 @@ SCHEMA_DIR = "/etc/temporal/schema"
 TOOL = "temporal-sql-tool"
 ENTRYPOINT = "temporal-migrator"
 
+
 @dataclass(frozen=True)
 class Instruction:
     keyword: str
@@ -167,8 +168,6 @@ def test_dockerignore_lets_the_build_inputs_through() -> None:
         for src in shlex.split(i.args)[:-1]
     }
     assert copied == {"pyproject.toml", "README.md", "migrator"}
-
-
 
 
 def test_parser_joins_continuations() -> None:

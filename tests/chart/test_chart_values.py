@@ -110,8 +110,6 @@ def test_chart_agrees_with_dockerfile() -> None:
     assert user == [(str(values["podSecurityContext"]["runAsUser"]), str(values["podSecurityContext"]["runAsGroup"]))]
 
 
-
-
 # --- NOTES.txt --------------------------------------------------------------------------------------------------
 
 
