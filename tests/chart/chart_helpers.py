@@ -45,7 +45,7 @@ def cached_helm_path() -> Path:
 def _find_helm() -> str | None:
     from_env = os.environ.get("HELM")
     if from_env:
-        return from_env
+        return from_env if os.access(from_env, os.X_OK) else None
     cached = cached_helm_path()
     if cached.is_file() and os.access(cached, os.X_OK):
         return str(cached)
@@ -56,7 +56,7 @@ def helm() -> str:
     found = _find_helm()
     if found:
         return found
-    reason = "helm not found: run scripts/build-helm.sh, or set HELM"
+    reason = "helm not found (or HELM is not executable): run scripts/build-helm.sh, or set HELM"
     if os.environ.get("CI") == "true":
         pytest.fail(reason + "; CI never skips")
     pytest.skip(reason)
