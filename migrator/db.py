@@ -65,11 +65,24 @@ def _open(settings: Settings, dbname: str | None = None, timeout: float = 10) ->
     )
 
 
+def _ping(kwargs: dict[str, Any]) -> int:
+    return pq.PGconn.ping(make_conninfo(**kwargs).encode())
+
+
 def _classify(settings: Settings, error: psycopg.OperationalError) -> Exception:
     """Turn a failed attempt into TransientError, AccessError or UsageError (see the module docstring)."""
-    ping = pq.PGconn.ping(make_conninfo(**connection_kwargs(settings)).encode())
+    ping = _ping(connection_kwargs(settings))
     if ping == pq.Ping.NO_ATTEMPT:
         return UsageError(f"the connection settings are invalid: {error}")
+    if (
+        ping != pq.Ping.OK
+        and settings.tls
+        and _ping({**connection_kwargs(settings), "sslmode": "disable"}) == pq.Ping.OK
+    ):
+        return UsageError(
+            f"the server at {settings.host}:{settings.port} answers without TLS but not with it ({error}); "
+            "drop --tls/SQL_TLS, or fix the server's TLS or the --tls-ca-file/--tls-server-name it must verify"
+        )
     if ping != pq.Ping.OK:
         return TransientError(str(error))
     for maintenance in MAINTENANCE_DATABASES:

@@ -21,7 +21,8 @@ SELECT current_user,
        coalesce(current_schema(), 'public'),
        current_setting('server_version_num')::int,
        coalesce(has_schema_privilege(current_schema(), 'CREATE'), false),
-       has_database_privilege(current_database(), 'CREATE')
+       has_database_privilege(current_database(), 'CREATE'),
+       pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'
   FROM pg_database d WHERE d.datname = current_database()
 """
 _TABLES = "SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace AND relkind IN ('r', 'p')"

@@ -157,6 +157,11 @@ def access_problem(state: State, planned: Plan) -> str | None:
     access = state.access
     if access.server_version_num < MIN_SERVER_VERSION_NUM:
         return f"PostgreSQL {access.server_version_num} is older than 12, which Temporal's postgres12 schema needs"
+    if access.read_only:
+        return (
+            f"database {state.database!r} is read-only (a standby, or default_transaction_read_only is on); "
+            "point --endpoint/SQL_HOST at the primary (CloudNativePG: the -rw service)"
+        )
     if not access.can_create_in_schema:
         return (
             f"role {access.user!r} may not CREATE in schema {access.schema!r} of database {state.database!r} "

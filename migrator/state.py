@@ -67,6 +67,7 @@ class Access:
     server_version_num: int = 150000
     can_create_in_schema: bool = True
     can_create_in_database: bool = True
+    read_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,13 @@ On timeout or SIGTERM the child gets SIGTERM, then SIGKILL after a grace period.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -24,6 +27,8 @@ from migrator.settings import Settings
 
 log = structlog.get_logger("migrator.tool")
 GRACE_SECONDS = 10.0
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LEVELS = {"DEBUG": "debug", "INFO": "info", "WARN": "warning", "WARNING": "warning"}
 # The tool (v1.25+) hides a failed connection's cause behind this message; the cause came on an earlier line.
@@ -111,6 +116,15 @@ class _Reader(threading.Thread):
                     self.cause = error
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM the tool if the migrator dies (kill -9), so no tool runs unlocked.
+
+    Only an already-loaded libc call runs between fork and exec, so it is safe beside the reader thread.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _stop(process: subprocess.Popen[str]) -> None:
     if process.poll() is not None:
         return
@@ -126,9 +140,9 @@ def run_tool(settings: Settings, tool: str, command: Sequence[str]) -> float:
     """Run one tool command to completion; returns its duration, raises DDLError on failure."""
     argv = tool_argv(settings, tool, command)
     started = time.monotonic()
-    log.info("tool.started", command=list(command), argv=argv)
     process = subprocess.Popen(
         argv,
+        preexec_fn=_die_with_parent if _LIBC is not None else None,  # noqa: PLW1509 - see _die_with_parent
         env=tool_env(settings),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -136,6 +150,7 @@ def run_tool(settings: Settings, tool: str, command: Sequence[str]) -> float:
         text=True,
         errors="replace",
     )
+    log.info("tool.started", command=list(command), argv=argv, pid=process.pid)
     reader = _Reader(process.stdout)
     reader.start()
     try:
