@@ -1,0 +1,167 @@
+"""Faults: many migrators at once, kill -9 and SIGTERM mid-run, and the password never leaking."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from integration.conftest import MakeDb, RunMigrator, RunTool, StartMigrator, events_named
+from integration.harness import AppDb, Store
+from integration.scenarios import TARGETS, half_apply, reference_dump
+from migrator.lock import lock_key
+
+
+class EventStream:
+    """Reads a running migrator's JSON log lines on a thread so a test can wait for one event."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        assert process.stderr is not None
+        threading.Thread(target=self._pump, args=(process.stderr,), daemon=True).start()
+
+    def _pump(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def wait_for(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            try:
+                event: dict[str, Any] = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == name:
+                return event
+        raise AssertionError(f"no {name} event within {timeout}s: {''.join(self.seen)[-2000:]}")
+
+    def rest(self) -> str:
+        time.sleep(0.5)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "".join(self.seen)
+
+
+def _lock_holders(db: AppDb) -> int:
+    key = lock_key(db.name)
+    with db.server.admin_connect(db.name) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid::bigint = (%(k)s >> 32) & 4294967295 AND objid::bigint = %(k)s & 4294967295",
+            {"k": key},
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def _wait_until(predicate: Any, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("half_applied", [False, True], ids=["fresh", "half-applied"])
+def test_sixteen_concurrent_migrations(
+    half_applied: bool, app_db: AppDb, start_migrator: StartMigrator, run_tool: RunTool, schema_dir: Path
+) -> None:
+    if half_applied:
+        half_apply(run_tool, app_db, schema_dir, "temporal", "1.0", 3)
+    processes = [start_migrator(app_db, "migrate", "--schema", "temporal") for _ in range(16)]
+    outputs = [process.communicate(timeout=600)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 16, [out[-800:] for out in outputs]
+    assert app_db.version_rows() == [(app_db.name, "1.18")]
+    versions = [new for _, new in app_db.history()]
+    assert len(versions) == len(set(versions)) == 20
+    workers = [out for out in outputs if events_named(out, "migrate.done")[0]["steps"]]
+    assert len(workers) == 1, "exactly one process may change the database"
+    idle = [out for out in outputs if out is not workers[0]]
+    assert all(events_named(out, "tool.started") == [] for out in idle)
+    assert any(events_named(out, "lock.waiting") for out in idle)
+
+
+def test_kill_9_mid_run_releases_the_lock_and_the_next_run_converges(
+    app_db: AppDb, make_db: MakeDb, start_migrator: StartMigrator, run_migrator: RunMigrator,
+    run_tool: RunTool, schema_dir: Path,
+) -> None:
+    store: Store = "visibility"
+    process = start_migrator(app_db, "migrate", "--schema", store)
+    stream = EventStream(process)
+    stream.wait_for("tool.started")  # setup-schema
+    tool = stream.wait_for("tool.started")  # update-schema: the long one
+    process.kill()
+    process.wait(10)
+    assert _wait_until(lambda: not _alive(tool["pid"])), "the tool outlived the killed migrator"
+    assert _wait_until(lambda: _lock_holders(app_db) == 0), "the lock outlived the killed migrator"
+    done = run_migrator(app_db, "migrate", "--schema", store)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert app_db.version_rows() == [(app_db.name, TARGETS[store])]
+    assert app_db.schema_dump() == reference_dump(make_db, run_tool, schema_dir, store)
+
+
+def test_sigterm_stops_the_tool_exits_143_and_the_next_run_converges(
+    app_db: AppDb, make_db: MakeDb, start_migrator: StartMigrator, run_migrator: RunMigrator,
+    run_tool: RunTool, schema_dir: Path,
+) -> None:
+    store: Store = "visibility"
+    process = start_migrator(app_db, "migrate", "--schema", store)
+    stream = EventStream(process)
+    stream.wait_for("tool.started")
+    tool = stream.wait_for("tool.started")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 143
+    assert not _alive(tool["pid"])
+    failed = stream.wait_for("run.failed")
+    assert failed["exit_code"] == 143
+    assert _lock_holders(app_db) == 0
+    done = run_migrator(app_db, "migrate", "--schema", store)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert app_db.schema_dump() == reference_dump(make_db, run_tool, schema_dir, store)
+
+
+def test_password_is_in_no_command_line_while_the_tool_runs(app_db: AppDb, start_migrator: StartMigrator) -> None:
+    process = start_migrator(app_db, "migrate", "--schema", "visibility")
+    stream = EventStream(process)
+    stream.wait_for("tool.started")
+    tool = stream.wait_for("tool.started")
+    secret = app_db.password.encode()
+    migrator_cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+    tool_cmdline = Path(f"/proc/{tool['pid']}/cmdline").read_bytes()
+    tool_environ = Path(f"/proc/{tool['pid']}/environ").read_bytes()
+    assert secret not in migrator_cmdline
+    assert secret not in tool_cmdline
+    assert b"SQL_PASSWORD=" + secret in tool_environ.split(b"\0")  # the one channel it travels by
+    assert process.wait(120) == 0
+    assert app_db.password not in stream.rest()
+
+
+@pytest.mark.parametrize("command", ["status", "plan", "migrate", "wait"])
+def test_password_is_in_no_output_of_any_command(command: str, app_db: AppDb, run_migrator: RunMigrator) -> None:
+    run_migrator(app_db, "migrate", "--schema", "temporal")
+    done = run_migrator(app_db, command, "--schema", "temporal", "--log-level", "debug")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert app_db.password not in done.stdout + done.stderr
