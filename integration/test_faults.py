@@ -105,8 +105,12 @@ def test_sixteen_concurrent_migrations(
 
 
 def test_kill_9_mid_run_releases_the_lock_and_the_next_run_converges(
-    app_db: AppDb, make_db: MakeDb, start_migrator: StartMigrator, run_migrator: RunMigrator,
-    run_tool: RunTool, schema_dir: Path,
+    app_db: AppDb,
+    make_db: MakeDb,
+    start_migrator: StartMigrator,
+    run_migrator: RunMigrator,
+    run_tool: RunTool,
+    schema_dir: Path,
 ) -> None:
     store: Store = "visibility"
     process = start_migrator(app_db, "migrate", "--schema", store)
@@ -124,8 +128,12 @@ def test_kill_9_mid_run_releases_the_lock_and_the_next_run_converges(
 
 
 def test_sigterm_stops_the_tool_exits_143_and_the_next_run_converges(
-    app_db: AppDb, make_db: MakeDb, start_migrator: StartMigrator, run_migrator: RunMigrator,
-    run_tool: RunTool, schema_dir: Path,
+    app_db: AppDb,
+    make_db: MakeDb,
+    start_migrator: StartMigrator,
+    run_migrator: RunMigrator,
+    run_tool: RunTool,
+    schema_dir: Path,
 ) -> None:
     store: Store = "visibility"
     process = start_migrator(app_db, "migrate", "--schema", store)

@@ -54,6 +54,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated("terminated by SIGTERM; the tool (if running) was stopped first")
 
 
+def _one_line(message: str) -> str:
+    """libpq and the tool write multi-line messages; a failure is reported on one line."""
+    return " ".join(message.split())
+
+
 def _write_termination_log(path: Path, summary: dict[str, Any]) -> None:
     """Kubernetes shows this file as the container's termination message; best effort."""
     try:
@@ -108,8 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if traceback:
             raise
         status = error.status
-        summary = {"result": "failed", "exit_code": int(status), "error": logs.redact(str(error))}
-        log.error("run.failed", exit_code=int(status), error=str(error))
+        message = _one_line(str(error))
+        summary = {"result": "failed", "exit_code": int(status), "error": logs.redact(message)}
+        log.error("run.failed", exit_code=int(status), error=message)
     except Exception as error:
         if traceback:
             raise

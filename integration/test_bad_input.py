@@ -1,0 +1,146 @@
+"""The bad-input catalogue: each case exits with its documented code and a one-line message naming the fix,
+leaks no password, and leaves the database exactly as it was (schema dump and version tables)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from integration.conftest import MakeDb, RunMigrator, RunTool, events_named
+from integration.harness import AppDb, versioned_dir
+from integration.scenarios import tool_to
+
+
+@dataclass(frozen=True)
+class World:
+    make_db: MakeDb
+    run_tool: RunTool
+    schema_dir: Path
+    tmp_path: Path
+
+    def at_1_10(self) -> AppDb:
+        db = self.make_db()
+        tool_to(self.run_tool, db, self.schema_dir, "temporal", "1.10")
+        return db
+
+    def admin_sql(self, db: AppDb, statement: sql.Composable) -> None:
+        with db.server.admin_connect(db.name) as conn:
+            conn.execute(statement)
+
+
+@dataclass(frozen=True)
+class Case:
+    code: int
+    fragment: str
+    args: tuple[str, ...] = ()
+    env: Callable[[World, AppDb], dict[str, str]] = lambda world, db: {}
+    prepare: Callable[[World], AppDb] = World.at_1_10
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _free_port(world: World, db: AppDb) -> dict[str, str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return {"SQL_PORT": str(probe.getsockname()[1]), "MIGRATOR_CONNECT_TIMEOUT": "2"}
+
+
+def _damaged_tree(world: World, db: AppDb) -> dict[str, str]:
+    copy = world.tmp_path / "damaged"
+    shutil.copytree(versioned_dir(world.schema_dir, "temporal"), versioned_dir(copy, "temporal"))
+    manifest = versioned_dir(copy, "temporal") / "v1.11" / "manifest.json"
+    manifest.chmod(0o644)
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "CurrVersion": "1.12"}))
+    return {"MIGRATOR_SCHEMA_DIR": str(copy)}
+
+
+def _not_executable(world: World, db: AppDb) -> dict[str, str]:
+    tool = world.tmp_path / "temporal-sql-tool"
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    tool.chmod(0o644)
+    return {"TEMPORAL_SQL_TOOL": str(tool)}
+
+
+def _empty_dir(world: World, db: AppDb) -> dict[str, str]:
+    (world.tmp_path / "empty").mkdir()
+    return {"MIGRATOR_SCHEMA_DIR": str(world.tmp_path / "empty")}
+
+
+def _read_only(world: World) -> AppDb:
+    db = world.at_1_10()
+    world.admin_sql(
+        db, sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(sql.Identifier(db.name))
+    )
+    return db
+
+
+def _no_connect(world: World) -> AppDb:
+    db = world.make_db("app_other")
+    world.admin_sql(db, sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC, app").format(sql.Identifier(db.name)))
+    return db
+
+
+def _bad_version(world: World) -> AppDb:
+    db = world.at_1_10()
+    world.admin_sql(db, sql.SQL("UPDATE schema_version SET curr_version = '1.10-hotfix'"))
+    return db
+
+
+def _foreign_row(world: World) -> AppDb:
+    db = world.at_1_10()
+    world.admin_sql(db, sql.SQL("UPDATE schema_version SET db_name = 'temporal_restored'"))
+    return db
+
+
+CASES: dict[str, Case] = {
+    "unknown-plugin": Case(2, "postgres12, postgres12_pgx", env=lambda w, d: {"SQL_PLUGIN": "mysql8"}),
+    "target-not-in-tree": Case(2, "not in the vendor tree", ("--target-version", "1.99")),
+    "target-malformed": Case(2, "not a schema version", ("--target-version", "v1.x")),
+    "schema-dir-missing": Case(2, "no vendor schema", env=lambda w, d: {"MIGRATOR_SCHEMA_DIR": "/nonexistent"}),
+    "schema-dir-without-versioned": Case(2, "no vendor schema", env=_empty_dir),
+    "manifest-mismatch": Case(2, "does not match directory v1.11", env=_damaged_tree),
+    "tool-not-found": Case(2, "was not found", env=lambda w, d: {"TEMPORAL_SQL_TOOL": "/nonexistent/sql"}),
+    "tool-not-executable": Case(2, "not executable", env=_not_executable),
+    "empty-database-name": Case(2, "is empty", env=lambda w, d: {"SQL_DATABASE": ""}),
+    "malformed-port": Case(2, "not a TCP port", env=lambda w, d: {"SQL_PORT": "5432x"}),
+    "malformed-timeout": Case(2, "not a number of seconds", env=lambda w, d: {"MIGRATOR_CONNECT_TIMEOUT": "fast"}),
+    "malformed-boolean": Case(2, "not a boolean", env=lambda w, d: {"SQL_TLS": "sometimes"}),
+    "tls-to-plain-server": Case(2, "drop --tls", env=lambda w, d: {"SQL_TLS": "true"}),
+    "unreachable": Case(3, "did not accept connections within 2s", env=_free_port),
+    "wrong-password": Case(4, "Secret", env=lambda w, d: {"SQL_PASSWORD": "wrong-Pass-123"}),
+    "no-connect-privilege": Case(4, "GRANT CONNECT", prepare=_no_connect),
+    "no-create-on-public": Case(4, "GRANT CREATE ON SCHEMA public", prepare=lambda w: w.make_db("app_other")),
+    "read-only-database": Case(4, "read-only", prepare=_read_only),
+    "unparseable-version": Case(6, "not a version", prepare=_bad_version),
+    "tables-without-version-row": Case(6, "temporal_restored", prepare=_foreign_row),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(
+    name: str, make_db: MakeDb, run_tool: RunTool, run_migrator: RunMigrator, schema_dir: Path, tmp_path: Path
+) -> None:
+    case = CASES[name]
+    world = World(make_db, run_tool, schema_dir, tmp_path)
+    db = case.prepare(world)
+    before = (db.schema_dump(), db.version_rows(), db.history())
+    done = run_migrator(db, "migrate", "--schema", "temporal", *case.args, env=db.env(**case.env(world, db)))
+    assert done.returncode == case.code, done.stderr[-2000:]
+    failures = events_named(done.stderr, "run.failed")
+    assert len(failures) == 1
+    message = failures[0]["error"]
+    assert case.fragment in message
+    assert "\n" not in message
+    assert events_named(done.stderr, "tool.started") == []
+    assert db.password not in done.stdout + done.stderr
+    assert (db.schema_dump(), db.version_rows(), db.history()) == before
+
+
+def test_the_catalogue_is_large_enough() -> None:
+    assert len(CASES) >= 15
