@@ -30,7 +30,7 @@ class World:
         tool_to(self.run_tool, db, self.schema_dir, "temporal", "1.10")
         return db
 
-    def admin_sql(self, db: AppDb, statement: sql.Composable) -> None:
+    def admin_sql(self, db: AppDb, statement: sql.SQL | sql.Composed) -> None:
         with db.server.admin_connect(db.name) as conn:
             conn.execute(statement)
 
