@@ -3,7 +3,9 @@
 #   finish               EXIT trap: names a failed stage, prints the total duration
 #   setup_python         pip install -e '.[test]' (quiet)
 #   setup_postgres       PostgreSQL >= 15 server binaries (apt-get install postgresql when root)
-#   setup_tool           scripts/build-tool.sh; exports TEMPORAL_SQL_TOOL and TEMPORAL_SCHEMA_DIR
+#   setup_tool [VERSION PREFIX]
+#                        scripts/build-tool.sh VERSION (default TEMPORAL_VERSION); exports PREFIX_SQL_TOOL and
+#                        PREFIX_SCHEMA_DIR (default prefix TEMPORAL, e.g. TEMPORAL_NEXT for TEMPORAL_NEXT_VERSION)
 # Every pinned version comes from pins.env (exported).
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -90,16 +92,17 @@ setup_postgres() {
 }
 
 setup_tool() {
-    local out line
-    out="$(bash "$REPO_ROOT/scripts/build-tool.sh")"
+    local version="${1:-$TEMPORAL_VERSION}" prefix="${2:-TEMPORAL}" out line tool="" schemas=""
+    out="$(bash "$REPO_ROOT/scripts/build-tool.sh" "$version")"
     while IFS= read -r line; do
         case "$line" in
-            TEMPORAL_SQL_TOOL=*) export TEMPORAL_SQL_TOOL="${line#*=}" ;;
-            TEMPORAL_SCHEMA_DIR=*) export TEMPORAL_SCHEMA_DIR="${line#*=}" ;;
+            TEMPORAL_SQL_TOOL=*) tool="${line#*=}" ;;
+            TEMPORAL_SCHEMA_DIR=*) schemas="${line#*=}" ;;
         esac
     done <<<"$out"
-    [[ -n "${TEMPORAL_SQL_TOOL:-}" && -n "${TEMPORAL_SCHEMA_DIR:-}" ]] ||
-        die "scripts/build-tool.sh did not print TEMPORAL_SQL_TOOL and TEMPORAL_SCHEMA_DIR"
-    log "TEMPORAL_SQL_TOOL=$TEMPORAL_SQL_TOOL"
-    log "TEMPORAL_SCHEMA_DIR=$TEMPORAL_SCHEMA_DIR"
+    [[ -n "$tool" && -n "$schemas" ]] ||
+        die "scripts/build-tool.sh $version did not print TEMPORAL_SQL_TOOL and TEMPORAL_SCHEMA_DIR"
+    export "${prefix}_SQL_TOOL=$tool" "${prefix}_SCHEMA_DIR=$schemas"
+    log "${prefix}_SQL_TOOL=$tool"
+    log "${prefix}_SCHEMA_DIR=$schemas"
 }

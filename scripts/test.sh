@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: sets up everything a fresh machine lacks, then lints and runs every test.
 #   bash scripts/test.sh [PYTEST ARGS...]
-# Stages (each prints its duration): Python deps, PostgreSQL server binaries, temporal-sql-tool,
+# Stages (each prints its duration): Python deps, PostgreSQL server binaries, temporal-sql-tool (the pinned
+# release, then TEMPORAL_NEXT_VERSION for the cross-release upgrade test),
 # helm (when scripts/build-helm.sh exists), ruff + mypy, pytest (tests/ and integration/).
 # PYTEST_WORKERS (default "auto") sets pytest-xdist's worker count; 0 runs in one process.
 # With CI=true a missing PostgreSQL or tool fails the integration suite instead of skipping it.
@@ -40,6 +41,7 @@ run_pytest() {
 stage "python deps (pip install -e '.[test]')" setup_python
 stage "postgresql server binaries" setup_postgres
 stage "temporal-sql-tool $TEMPORAL_VERSION" setup_tool
+stage "temporal-sql-tool $TEMPORAL_NEXT_VERSION (next release)" setup_tool "$TEMPORAL_NEXT_VERSION" TEMPORAL_NEXT
 if [[ -f "$REPO_ROOT/scripts/build-helm.sh" ]]; then
     stage "helm ${HELM_VERSION:-}" setup_helm
 fi
