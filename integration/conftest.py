@@ -88,9 +88,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     tool, tool_how = resolve_tool()
     schema, schema_how = resolve_schema_dir()
     source = "MIGRATOR_TEST_PG_URL" if os.environ.get("MIGRATOR_TEST_PG_URL") else "docker if it answers, else local"
+    next_tool, next_tool_how = resolve_tool("next")
+    next_schema, next_schema_how = resolve_schema_dir("next")
     return [
         f"integration: temporal-sql-tool={tool or tool_how}",
         f"integration: schema-dir={schema or schema_how}",
+        f"integration: next release's temporal-sql-tool={next_tool or next_tool_how}",
+        f"integration: next release's schema-dir={next_schema or next_schema_how}",
         f"integration: postgres from {os.environ.get('MIGRATOR_TEST_PG_SOURCE', source)}",
     ]
 
@@ -210,6 +214,24 @@ def temporal_tool() -> Path:
 def schema_dir() -> Path:
     """Root of the vendor tree of the pinned release (contains postgresql/v12/...)."""
     path, reason = resolve_schema_dir()
+    if path is None:
+        unavailable(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def next_tool() -> Path:
+    """The real temporal-sql-tool of the next release (TEMPORAL_NEXT_SQL_TOOL, else the build cache)."""
+    path, reason = resolve_tool("next")
+    if path is None:
+        unavailable(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def next_schema_dir() -> Path:
+    """Root of the vendor tree of the next release (TEMPORAL_NEXT_SCHEMA_DIR, else GOMODCACHE)."""
+    path, reason = resolve_schema_dir("next")
     if path is None:
         unavailable(reason)
     return path

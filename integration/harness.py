@@ -95,25 +95,39 @@ def default_schema_dir(temporal_version: str) -> Path | None:
     return modcache / "go.temporal.io" / f"server@{temporal_version}" / "schema"
 
 
-def resolve_tool() -> tuple[Path | None, str]:
+# Which release: the pinned one (TEMPORAL_VERSION; TEMPORAL_SQL_TOOL, TEMPORAL_SCHEMA_DIR) or the next one the
+# cross-release upgrade test migrates to (TEMPORAL_NEXT_VERSION; TEMPORAL_NEXT_SQL_TOOL, TEMPORAL_NEXT_SCHEMA_DIR).
+Release = Literal["pinned", "next"]
+_RELEASE_PREFIX: dict[Release, str] = {"pinned": "TEMPORAL", "next": "TEMPORAL_NEXT"}
+
+
+def _release_build_hint(release: Release) -> str:
+    return "run scripts/build-tool.sh" + ("" if release == "pinned" else ' "$TEMPORAL_NEXT_VERSION"')
+
+
+def resolve_tool(release: Release = "pinned") -> tuple[Path | None, str]:
     """``(path, how it was found)``; path is None (with the reason) when the tool is missing."""
-    env = os.environ.get("TEMPORAL_SQL_TOOL")
-    version = read_pins()["TEMPORAL_VERSION"]
+    prefix = _RELEASE_PREFIX[release]
+    variable = f"{prefix}_SQL_TOOL"
+    env = os.environ.get(variable)
+    version = read_pins()[f"{prefix}_VERSION"]
     path = Path(env) if env else default_tool_path(version)
-    origin = "TEMPORAL_SQL_TOOL" if env else "scripts/build-tool.sh cache"
+    origin = variable if env else "scripts/build-tool.sh cache"
     if path.is_file() and os.access(path, os.X_OK):
         return path, origin
-    return None, f"temporal-sql-tool not found at {path} ({origin}); run scripts/build-tool.sh"
+    return None, f"temporal-sql-tool {version} not found at {path} ({origin}); {_release_build_hint(release)}"
 
 
-def resolve_schema_dir() -> tuple[Path | None, str]:
-    env = os.environ.get("TEMPORAL_SCHEMA_DIR")
-    version = read_pins()["TEMPORAL_VERSION"]
+def resolve_schema_dir(release: Release = "pinned") -> tuple[Path | None, str]:
+    prefix = _RELEASE_PREFIX[release]
+    variable = f"{prefix}_SCHEMA_DIR"
+    env = os.environ.get(variable)
+    version = read_pins()[f"{prefix}_VERSION"]
     path = Path(env) if env else default_schema_dir(version)
-    origin = "TEMPORAL_SCHEMA_DIR" if env else "GOMODCACHE"
+    origin = variable if env else "GOMODCACHE"
     if path is not None and (path / "postgresql" / "v12").is_dir():
         return path, origin
-    return None, f"Temporal schema tree not found at {path} ({origin}); run scripts/build-tool.sh"
+    return None, f"Temporal {version} schema tree not found at {path} ({origin}); {_release_build_hint(release)}"
 
 
 def versioned_dir(schema_dir: Path, store: Store) -> Path:
