@@ -3,15 +3,18 @@ version half-applied, and the reference schema of a clean install."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from integration.conftest import MakeDb, RunTool
 from integration.harness import AppDb, Store, versioned_dir
+from migrator.tool import parse_line
 from migrator.vendor import VendorVersion, load_vendor_schema
 from migrator.versions import parse_version
 
 TARGETS: dict[Store, str] = {"temporal": "1.18", "visibility": "1.9"}
 _reference_dumps: dict[Store, str] = {}
+_VERSION_MARK = re.compile(r"^---- Executing updates for version (\S+) ----$")
 
 
 def tool_to(run_tool: RunTool, db: AppDb, schema_dir: Path, store: Store, version: str) -> None:
@@ -58,3 +61,19 @@ def reference_dump(make_db: MakeDb, run_tool: RunTool, schema_dir: Path, store: 
         tool_to(run_tool, clean, schema_dir, store, TARGETS[store])
         _reference_dumps[store] = clean.schema_dump()
     return _reference_dumps[store]
+
+
+def executed_statements(tool_stderr: str) -> dict[str, list[str]]:
+    """Version -> the statements a debug-logging ``update-schema`` run executed, from its output: the lines
+    between ``---- Executing updates for version X ----`` and ``---- Done ----``."""
+    executed: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for raw in tool_stderr.splitlines():
+        message = parse_line(raw).message
+        if mark := _VERSION_MARK.match(message):
+            current = executed.setdefault(mark.group(1), [])
+        elif message == "---- Done ----":
+            current = None
+        elif current is not None:
+            current.append(message)
+    return executed

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
 from integration.conftest import RunTool
 from integration.harness import AppDb, Store, versioned_dir
-from migrator.tool import parse_line
+from integration.scenarios import executed_statements
 from migrator.vendor import load_vendor_schema
-
-_VERSION_MARK = re.compile(r"^---- Executing updates for version (\S+) ----$")
 
 
 @pytest.mark.parametrize("store", ["temporal", "visibility"])
@@ -22,16 +19,7 @@ def test_every_statement_equals_the_one_the_tool_runs(
     assert run_tool(app_db, "setup-schema", "-v", "0.0").returncode == 0
     update = run_tool(app_db, "update-schema", "-d", str(versioned_dir(schema_dir, store)))
     assert update.returncode == 0, update.stderr[-2000:]
-    executed: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for raw in update.stderr.splitlines():
-        message = parse_line(raw).message
-        if mark := _VERSION_MARK.match(message):
-            current = executed.setdefault(mark.group(1), [])
-        elif message == "---- Done ----":
-            current = None
-        elif current is not None:
-            current.append(message)
+    executed = executed_statements(update.stderr)
     vendor = load_vendor_schema(schema_dir, store)
     ours = {item.name: [" ".join(s.text.split()) for s in item.statements] for item in vendor.versions}
     assert executed == ours
