@@ -56,6 +56,16 @@ class EventStream:
         return "".join(self.seen)
 
 
+def _start_until_update_runs(
+    start_migrator: StartMigrator, db: AppDb
+) -> tuple[subprocess.Popen[str], EventStream, dict[str, Any]]:
+    """Start `migrate` on a fresh visibility store; return once the tool's update-schema (the long step) runs."""
+    process = start_migrator(db, "migrate", "--schema", "visibility")
+    stream = EventStream(process)
+    stream.wait_for("tool.started")  # setup-schema
+    return process, stream, stream.wait_for("tool.started")
+
+
 def _lock_holders(db: AppDb) -> int:
     key = lock_key(db.name)
     with db.server.admin_connect(db.name) as conn:
@@ -113,10 +123,7 @@ def test_kill_9_mid_run_releases_the_lock_and_the_next_run_converges(
     schema_dir: Path,
 ) -> None:
     store: Store = "visibility"
-    process = start_migrator(app_db, "migrate", "--schema", store)
-    stream = EventStream(process)
-    stream.wait_for("tool.started")  # setup-schema
-    tool = stream.wait_for("tool.started")  # update-schema: the long one
+    process, _stream, tool = _start_until_update_runs(start_migrator, app_db)
     process.kill()
     process.wait(10)
     assert _wait_until(lambda: not _alive(tool["pid"])), "the tool outlived the killed migrator"
@@ -136,10 +143,7 @@ def test_sigterm_stops_the_tool_exits_143_and_the_next_run_converges(
     schema_dir: Path,
 ) -> None:
     store: Store = "visibility"
-    process = start_migrator(app_db, "migrate", "--schema", store)
-    stream = EventStream(process)
-    stream.wait_for("tool.started")
-    tool = stream.wait_for("tool.started")
+    process, stream, tool = _start_until_update_runs(start_migrator, app_db)
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 143
     assert not _alive(tool["pid"])
@@ -152,10 +156,7 @@ def test_sigterm_stops_the_tool_exits_143_and_the_next_run_converges(
 
 
 def test_password_is_in_no_command_line_while_the_tool_runs(app_db: AppDb, start_migrator: StartMigrator) -> None:
-    process = start_migrator(app_db, "migrate", "--schema", "visibility")
-    stream = EventStream(process)
-    stream.wait_for("tool.started")
-    tool = stream.wait_for("tool.started")
+    process, stream, tool = _start_until_update_runs(start_migrator, app_db)
     secret = app_db.password.encode()
     migrator_cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
     tool_cmdline = Path(f"/proc/{tool['pid']}/cmdline").read_bytes()

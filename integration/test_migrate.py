@@ -154,6 +154,7 @@ def test_status_and_plan_change_nothing(
     assert (app_db.schema_dump(), app_db.version_rows(), app_db.history()) == before
 
 
+# Refusals of a foreign version row or an unparseable version are cases of test_bad_input.py's catalogue.
 def _refused(run_migrator: RunMigrator, db: AppDb, fragment: str) -> None:
     before = (db.schema_dump(), db.version_rows(), db.history())
     done = run_migrator(db, "migrate", "--schema", "temporal")
@@ -161,24 +162,6 @@ def _refused(run_migrator: RunMigrator, db: AppDb, fragment: str) -> None:
     assert fragment in events_named(done.stderr, "run.failed")[0]["error"]
     assert events_named(done.stderr, "tool.started") == []
     assert (db.schema_dump(), db.version_rows(), db.history()) == before
-
-
-def test_vendor_tables_without_a_row_for_this_database_are_refused(
-    app_db: AppDb, run_migrator: RunMigrator, run_tool: RunTool, schema_dir: Path
-) -> None:
-    tool_to(run_tool, app_db, schema_dir, "temporal", "1.18")
-    with app_db.server.admin_connect(app_db.name) as conn:
-        conn.execute("UPDATE schema_version SET db_name = 'temporal_before_restore'")
-    _refused(run_migrator, app_db, "temporal_before_restore")
-
-
-def test_unparseable_stored_version_is_refused(
-    app_db: AppDb, run_migrator: RunMigrator, run_tool: RunTool, schema_dir: Path
-) -> None:
-    tool_to(run_tool, app_db, schema_dir, "temporal", "1.2")
-    with app_db.server.admin_connect(app_db.name) as conn:
-        conn.execute("UPDATE schema_version SET curr_version = 'one.two'")
-    _refused(run_migrator, app_db, "not a version")
 
 
 def test_hand_changed_schema_is_refused_naming_the_objects(
