@@ -385,3 +385,10 @@ def run_tool(temporal_tool: Path) -> RunTool:
 def events_named(stderr: str, name: str) -> list[dict[str, Any]]:
     """Log events of the migrator whose ``event`` is ``name``."""
     return [e for e in log_events(stderr) if e.get("event") == name]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The crash-point matrix's count of crash points tried/converged and its duration (when it ran)."""
+    from integration.test_crash_matrix import summarise  # noqa: PLC0415 - only the summary needs it
+
+    summarise(terminalreporter)

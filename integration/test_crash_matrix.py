@@ -1,0 +1,208 @@
+"""Crash-point matrix: every statement boundary of every version of both stores, interrupted for real.
+
+For each crash point (store, V, k) a copy of a template database at V-1 (``CREATE DATABASE ... TEMPLATE``) gets
+a server-side interruption (``integration/crashpoints.py``); the real tool runs ``update-schema`` to the target
+and dies at statement k+1 of V (k = n: at its own version write, "complete but unrecorded"). The interruption
+is removed, ``migrate`` runs, and the database must equal a clean install: exit 0, version = target,
+``pg_dump --schema-only`` identical, no INVALID index, seed rows neither duplicated nor lost, and the same
+version history. The terminal summary prints how many crash points were tried and converged, and the
+matrix's duration (``pytest_terminal_summary`` in conftest.py calls ``summarise`` below).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from integration.conftest import RunMigrator, events_named, unavailable
+from integration.crashpoints import (
+    MARKER,
+    CrashPoint,
+    bring_to,
+    clone,
+    crash_points,
+    drop_quietly,
+    expected_count,
+    install_interruption,
+    invalid_indexes,
+    leftovers,
+    remove_interruption,
+    run_tool,
+    seed_rows,
+    seed_tables,
+    seen_statements,
+)
+from integration.harness import AppDb, PgServer, Store, resolve_schema_dir, versioned_dir
+from integration.pgcluster import create_database
+from migrator.vendor import load_vendor_schema
+
+_SCHEMA_DIR, _SCHEMA_WHY = resolve_schema_dir()
+POINTS: list[CrashPoint] = crash_points(_SCHEMA_DIR) if _SCHEMA_DIR is not None else []
+MATRIX_TEST = "test_crash_point_converges"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A clean install of one store at its newest version by the bare tool."""
+
+    dump: str
+    seeds: dict[str, list[tuple[Any, ...]]]
+    history: list[str]
+
+
+@dataclass
+class CrashLab:
+    """Per-worker templates (one per store and recorded version) and references; dropped at session end."""
+
+    server: PgServer
+    roles: dict[str, str]
+    tool: Path
+    schema_dir: Path
+    templates: dict[tuple[Store, str], str] = field(default_factory=dict)
+    references: dict[Store, Reference] = field(default_factory=dict)
+
+    def app_db(self, name: str) -> AppDb:
+        return AppDb(self.server, name, "app", self.roles["app"], self.tool, self.schema_dir, "app")
+
+    def template(self, store: Store, version: str) -> str:
+        """A database at ``version`` built by the bare tool, with no connection left open (usable as TEMPLATE)."""
+        key = (store, version)
+        if key not in self.templates:
+            name = f"cm_tmpl_{store}_{version.replace('.', '_')}_{uuid.uuid4().hex[:6]}"
+            with self.server.admin_connect() as conn:
+                create_database(conn, name, "app")
+            self.templates[key] = name
+            bring_to(self.tool, self.app_db(name), self.schema_dir, store, version)
+        return self.templates[key]
+
+    def copy(self, store: Store, version: str, label: str) -> AppDb:
+        name = f"cm_{label.replace('-', '_').replace('.', '_')}_{uuid.uuid4().hex[:6]}"
+        clone(self.server, self.template(store, version), name, "app")
+        return self.app_db(name)
+
+    def reference(self, store: Store) -> Reference:
+        if store not in self.references:
+            newest = load_vendor_schema(self.schema_dir, store).newest.name
+            db = self.app_db(f"cm_ref_{store}_{uuid.uuid4().hex[:6]}")
+            with self.server.admin_connect() as conn:
+                create_database(conn, db.name, "app")
+            try:
+                bring_to(self.tool, db, self.schema_dir, store, newest)
+                with self.server.admin_connect(db.name) as conn:
+                    seeds = seed_rows(conn, seed_tables(self.schema_dir, store))
+                self.references[store] = Reference(db.schema_dump(), seeds, [new for _, new in db.history()])
+            finally:
+                drop_quietly(self.server, db.name)
+        return self.references[store]
+
+
+@pytest.fixture(scope="session")
+def crash_lab(
+    pg_server: PgServer, app_roles: dict[str, str], temporal_tool: Path, schema_dir: Path
+) -> Iterator[CrashLab]:
+    lab = CrashLab(pg_server, app_roles, temporal_tool, schema_dir)
+    yield lab
+    for name in lab.templates.values():
+        drop_quietly(pg_server, name)
+
+
+def _crash(lab: CrashLab, db: AppDb, point: CrashPoint) -> None:
+    """Run the real tool to the target with the interruption installed; leave only the vendor's objects."""
+    with lab.server.admin_connect(db.name) as conn:
+        install_interruption(conn, point)
+    crashed = run_tool(lab.tool, db, "update-schema", "-d", str(versioned_dir(lab.schema_dir, point.store)))
+    with lab.server.admin_connect(db.name) as conn:
+        seen = seen_statements(conn)
+        remove_interruption(conn)
+        assert leftovers(conn) == []
+    assert crashed.returncode == 1, f"the tool was not interrupted at {point.describe_failure()}"
+    assert MARKER in crashed.stderr, crashed.stderr[-2000:]
+    # The tool completed exactly statements 1..k of V (DDL ones are logged by the event trigger) ...
+    assert seen == point.applied_ddl(), f"expected a crash at {point.describe_failure()}"
+    # ... and did not record V.
+    assert db.version_rows() == [(db.name, point.previous)]
+
+
+@pytest.mark.parametrize(
+    "point", POINTS or [pytest.param(None, id="no-schema-tree")], ids=lambda p: p.id if p is not None else "none"
+)
+def test_crash_point_converges(
+    point: CrashPoint | None, crash_lab: CrashLab, run_migrator: RunMigrator, record_property: Any
+) -> None:
+    if point is None:
+        unavailable(_SCHEMA_WHY)
+    reference = crash_lab.reference(point.store)
+    db = crash_lab.copy(point.store, point.previous, point.id)
+    try:
+        _crash(crash_lab, db, point)
+        done = run_migrator(db, "migrate", "--schema", point.store)
+        failed = events_named(done.stderr, "run.failed")
+        assert done.returncode == 0, f"{point.id}: exit {done.returncode}, run.failed={failed}\n{done.stderr[-3000:]}"
+        newest = reference.history[-1]
+        assert db.version_rows() == [(db.name, newest)]
+        assert db.schema_dump() == reference.dump
+        with crash_lab.server.admin_connect(db.name) as conn:
+            assert invalid_indexes(conn) == []
+            assert seed_rows(conn, list(reference.seeds)) == reference.seeds
+        assert [new for _, new in db.history()] == reference.history
+        repaired = events_named(done.stderr, "repair.statement")
+        record_property("crash_point", {"id": point.id, "repaired": len(repaired)})
+    finally:
+        drop_quietly(crash_lab.server, db.name)
+
+
+def test_matrix_has_every_statement_boundary_and_every_unrecorded_version(schema_dir: Path) -> None:
+    statements, versions = expected_count(schema_dir)
+    assert len([p for p in POINTS if not p.unrecorded]) == statements
+    assert len([p for p in POINTS if p.unrecorded]) == versions
+    assert len({p.id for p in POINTS}) == len(POINTS)
+    # Pinned release v1.29.1: temporal v1.0..v1.18, visibility v1.0..v1.9.
+    assert {p.store: p.version for p in POINTS if p.applied == 0} == {"temporal": "1.18", "visibility": "1.9"}
+
+
+# -- terminal summary ---------------------------------------------------------------------------------------
+
+
+def summarise(terminalreporter: Any) -> None:
+    """One line: crash points tried / converged (of the matrix's size) and the matrix's wall-clock duration."""
+    reports = [
+        report
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(getattr(report, "nodeid", None), str)
+        and f"test_crash_matrix.py::{MATRIX_TEST}[" in report.nodeid
+        and getattr(report, "when", None) in ("setup", "call", "teardown")
+    ]
+    if not reports:
+        return
+    outcome: dict[str, str] = {}
+    for report in reports:
+        if report.when == "call" or report.outcome != "passed":
+            outcome.setdefault(report.nodeid, report.outcome)
+            if report.outcome != "passed":
+                outcome[report.nodeid] = report.outcome
+    tried = sum(1 for value in outcome.values() if value != "skipped")
+    converged = sum(1 for value in outcome.values() if value == "passed")
+    starts = [float(report.start) for report in reports if hasattr(report, "start")]
+    stops = [float(report.stop) for report in reports if hasattr(report, "stop")]
+    busy = sum(float(report.duration) for report in reports)
+    wall = max(stops) - min(starts) if starts and stops else 0.0
+    size = ""
+    if _SCHEMA_DIR is not None:
+        statements, versions = expected_count(_SCHEMA_DIR)
+        whole = "whole matrix" if tried == statements + versions else "NOT the whole matrix"
+        size = (
+            f" of {statements + versions} ({statements} statement boundaries + {versions} unrecorded versions;"
+            f" {whole})"
+        )
+    skipped = sum(1 for value in outcome.values() if value == "skipped")
+    terminalreporter.write_sep(
+        "=",
+        f"crash matrix: {tried} crash points tried{size}, {converged} converged, {tried - converged} failed, "
+        f"{skipped} skipped; {wall:.1f}s wall clock, {busy:.1f}s summed over workers",
+    )
