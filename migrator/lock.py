@@ -3,7 +3,7 @@
 Key: the signed 64-bit integer made of the first 8 bytes of sha256("temporal-migrator:" + db_name), so every
 migrator of the same store agrees on it without configuration (advisory locks are per database already).
 
-Waiters poll ``pg_try_advisory_lock`` between sleeps instead of blocking in ``pg_advisory_lock``: a waiter blocked
+Waiters poll ``pg_try_advisory_lock`` between sleeps (see FIRST_PAUSE/MAX_PAUSE) instead of blocking in ``pg_advisory_lock``: a waiter blocked
 inside a statement holds a snapshot, and the vendor's ``CREATE INDEX CONCURRENTLY`` run by the holder would wait
 for it forever — a deadlock PostgreSQL does not detect. The lock dies with its connection, so a killed pod
 never leaves it behind.
@@ -25,6 +25,10 @@ from migrator.errors import LockTimeoutError
 
 log = structlog.get_logger("migrator.lock")
 REPORT_EVERY = 5.0
+# Polling backoff: 50 ms doubling to 0.5 s, with ±50% jitter. A try-lock is one cheap statement, so a short
+# ceiling costs the server little and lets waiters notice a released lock quickly (issue 5's contention goal).
+FIRST_PAUSE = 0.05
+MAX_PAUSE = 0.5
 _HOLDER = """
 SELECT a.pid, a.application_name, a.backend_start, a.state_change, host(a.client_addr)
   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -58,7 +62,7 @@ def advisory_lock(conn: psycopg.Connection[tuple[Any, ...]], database: str, time
     """Hold the lock for the body; ``conn`` must be autocommit and dedicated to us (not behind PgBouncer)."""
     key = lock_key(database)
     start = time.monotonic()
-    pause = 0.1
+    pause = FIRST_PAUSE
     next_report = start
     while True:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
@@ -74,7 +78,7 @@ def advisory_lock(conn: psycopg.Connection[tuple[Any, ...]], database: str, time
             log.info("lock.waiting", key=key, waited=round(now - start, 1), **_holder(conn, key))
             next_report = now + REPORT_EVERY
         time.sleep(min(pause * random.uniform(0.5, 1.5), max(0.0, timeout - (now - start))))
-        pause = min(pause * 2, 2.0)
+        pause = min(pause * 2, MAX_PAUSE)
     log.info("lock.acquired", key=key, waited=round(time.monotonic() - start, 2))
     try:
         yield

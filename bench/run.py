@@ -1,0 +1,246 @@
+"""Benchmark: the migrator against the bare temporal-sql-tool, on a throwaway local PostgreSQL.
+
+    bash scripts/bench.sh [--rounds N] [--out FILE]
+
+Alternates A (migrator) and B (bare tool) ``--rounds`` times per scenario and reports medians and ratios:
+no-op on both stores, fresh install of both stores, 16 concurrent migrators vs one, ``status`` latency, and
+the migrator's peak RSS (``wait4`` of each child). Writes JSON (``--out``) and prints a table with the goals of
+issue 5. Figures only: nothing here fails on a slow machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from integration.harness import resolve_schema_dir, resolve_tool
+from integration.pgcluster import LocalCluster, create_database, drop_database, ensure_login_role
+
+STORES = ("temporal", "visibility")
+GOALS = {"noop_ratio": 1.0, "fresh_ratio": 1.05, "contention_ratio": 1.3, "peak_rss_mb": 80.0}
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    max_rss_kb: int
+
+
+@dataclass
+class Bench:
+    cluster: LocalCluster
+    tool: Path
+    schema_dir: Path
+    password: str = field(default_factory=lambda: uuid.uuid4().hex)
+    rss_kb: list[int] = field(default_factory=list)
+
+    def new_databases(self) -> dict[str, str]:
+        """One fresh database per store, owned by the store's role (CloudNativePG style)."""
+        names = {}
+        with self.cluster.admin_connect() as conn:
+            for store in STORES:
+                name = f"bench_{store}_{uuid.uuid4().hex[:8]}"
+                create_database(conn, name, f"bench_{store}")
+                names[store] = name
+        return names
+
+    def drop(self, names: dict[str, str]) -> None:
+        with self.cluster.admin_connect() as conn:
+            for name in names.values():
+                drop_database(conn, name)
+
+    def env(self, store: str, database: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "SQL_HOST": self.cluster.host,
+            "SQL_PORT": str(self.cluster.port),
+            "SQL_USER": f"bench_{store}",
+            "SQL_PASSWORD": self.password,
+            "SQL_DATABASE": database,
+            "SQL_PLUGIN": "postgres12",
+            "TEMPORAL_SQL_TOOL": str(self.tool),
+            "MIGRATOR_SCHEMA_DIR": str(self.schema_dir),
+            "MIGRATOR_TERMINATION_LOG": "/dev/null",
+        }
+
+    def spawn(self, argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def reap(self, process: subprocess.Popen[bytes], what: str) -> int:
+        """wait4 the child: its own peak RSS, and its exit status checked."""
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+        if process.returncode != 0:
+            raise RuntimeError(f"{what} exited {process.returncode}: {stderr[-1500:]}")
+        return int(usage.ru_maxrss)
+
+    def migrator(self, command: str, names: dict[str, str], copies: int = 1) -> Run:
+        """``python -m migrator COMMAND`` on both stores in turn (``copies`` at once per store)."""
+        started = time.perf_counter()
+        peak = 0
+        for store in STORES:
+            argv = [sys.executable, "-m", "migrator", command, "--schema", store]
+            processes = [self.spawn(argv, self.env(store, names[store])) for _ in range(copies)]
+            for process in processes:
+                rss = self.reap(process, f"migrator {command} {store}")
+                self.rss_kb.append(rss)
+                peak = max(peak, rss)
+        return Run(time.perf_counter() - started, peak)
+
+    def tool_run(self, names: dict[str, str], *, setup: bool) -> Run:
+        """The bare tool: ``[setup-schema -v 0.0 +] update-schema`` on both stores in turn."""
+        started = time.perf_counter()
+        peak = 0
+        for store in STORES:
+            base = [
+                str(self.tool),
+                "--ep",
+                self.cluster.host,
+                "-p",
+                str(self.cluster.port),
+                "-u",
+                f"bench_{store}",
+                "--db",
+                names[store],
+                "--pl",
+                "postgres12",
+            ]
+            versioned = self.schema_dir / "postgresql" / "v12" / store / "versioned"
+            commands = [["setup-schema", "-v", "0.0"]] if setup else []
+            commands.append(["update-schema", "-d", str(versioned)])
+            for command in commands:
+                peak = max(peak, self.reap(self.spawn([*base, *command], self.env(store, names[store])), "tool"))
+        return Run(time.perf_counter() - started, peak)
+
+
+def alternate(rounds: int, a: Callable[[], float], b: Callable[[], float]) -> tuple[list[float], list[float]]:
+    """A, B, A, B, ...: both sides see the same machine conditions."""
+    first: list[float] = []
+    second: list[float] = []
+    for _ in range(rounds):
+        first.append(a())
+        second.append(b())
+    return first, second
+
+
+def summarise(name: str, a: list[float], b: list[float], a_label: str, b_label: str) -> dict[str, Any]:
+    median_a, median_b = statistics.median(a), statistics.median(b)
+    return {
+        "scenario": name,
+        "a": a_label,
+        "b": b_label,
+        "a_median_s": round(median_a, 3),
+        "b_median_s": round(median_b, 3),
+        "ratio": round(median_a / median_b, 2),
+        "a_runs": a,
+        "b_runs": b,
+    }
+
+
+def run(rounds: int) -> dict[str, Any]:
+    tool_path, _ = resolve_tool()
+    schema_dir, _ = resolve_schema_dir()
+    if tool_path is None or schema_dir is None:
+        raise SystemExit("temporal-sql-tool or its schema tree not found: run through scripts/bench.sh")
+    cluster = LocalCluster.create()
+    try:
+        bench = Bench(cluster, tool_path, schema_dir)
+        with cluster.admin_connect() as conn:
+            for store in STORES:
+                ensure_login_role(conn, f"bench_{store}", bench.password)
+        results: list[dict[str, Any]] = []
+
+        at_target = bench.new_databases()
+        bench.migrator("migrate", at_target)
+        noop = alternate(
+            rounds,
+            lambda: bench.migrator("migrate", at_target).seconds,
+            lambda: bench.tool_run(at_target, setup=False).seconds,
+        )
+        results.append(summarise("no-op, both stores", *noop, "migrator migrate", "tool update-schema"))
+
+        def fresh(with_migrator: bool) -> float:
+            names = bench.new_databases()
+            try:
+                if with_migrator:
+                    return bench.migrator("migrate", names).seconds
+                return bench.tool_run(names, setup=True).seconds
+            finally:
+                bench.drop(names)
+
+        fresh_runs = alternate(rounds, lambda: fresh(True), lambda: fresh(False))
+        results.append(
+            summarise(
+                "fresh install, both stores", *fresh_runs, "migrator migrate", "tool setup-schema + update-schema"
+            )
+        )
+
+        def contended(copies: int) -> float:
+            names = bench.new_databases()
+            try:
+                return bench.migrator("migrate", names, copies=copies).seconds
+            finally:
+                bench.drop(names)
+
+        contention = alternate(rounds, lambda: contended(16), lambda: contended(1))
+        results.append(summarise("fresh install, both stores", *contention, "16 concurrent migrators", "one migrator"))
+
+        status = [bench.migrator("status", at_target).seconds / len(STORES) for _ in range(rounds)]
+        peak_mb = max(bench.rss_kb) / 1024
+        return {
+            "rounds": rounds,
+            "postgres_major": cluster.major,
+            "scenarios": results,
+            "status_median_s": round(statistics.median(status), 3),
+            "peak_rss_mb": round(peak_mb, 1),
+            "goals": {
+                "noop_ratio": results[0]["ratio"] <= GOALS["noop_ratio"],
+                "fresh_ratio": results[1]["ratio"] <= GOALS["fresh_ratio"],
+                "contention_ratio": results[2]["ratio"] <= GOALS["contention_ratio"],
+                "peak_rss_mb": peak_mb <= GOALS["peak_rss_mb"],
+            },
+        }
+    finally:
+        cluster.destroy()
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = ["| scenario | A | B | A median | B median | A/B | goal |", "|---|---|---|---|---|---|---|"]
+    goal_keys = ["noop_ratio", "fresh_ratio", "contention_ratio"]
+    for key, item in zip(goal_keys, report["scenarios"], strict=True):
+        verdict = "met" if report["goals"][key] else "NOT met"
+        lines.append(
+            f"| {item['scenario']} | {item['a']} | {item['b']} | {item['a_median_s']:.3f} s "
+            f"| {item['b_median_s']:.3f} s | {item['ratio']:.2f} | ≤ {GOALS[key]} ({verdict}) |"
+        )
+    rss_verdict = "met" if report["goals"]["peak_rss_mb"] else "NOT met"
+    lines.append(f"| `status`, one store | migrator status | | {report['status_median_s']:.3f} s | | | |")
+    lines.append(f"| peak RSS of a migrator | | | {report['peak_rss_mb']} MB | | | ≤ 80 MB ({rss_verdict}) |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
+    args = parser.parse_args(argv)
+    report = run(args.rounds)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    print(f"\nfigures: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
