@@ -3,10 +3,10 @@
 Key: the signed 64-bit integer made of the first 8 bytes of sha256("temporal-migrator:" + db_name), so every
 migrator of the same store agrees on it without configuration (advisory locks are per database already).
 
-Waiters poll ``pg_try_advisory_lock`` between sleeps (see FIRST_PAUSE/MAX_PAUSE) instead of blocking in ``pg_advisory_lock``: a waiter blocked
-inside a statement holds a snapshot, and the vendor's ``CREATE INDEX CONCURRENTLY`` run by the holder would wait
-for it forever — a deadlock PostgreSQL does not detect. The lock dies with its connection, so a killed pod
-never leaves it behind.
+Waiters poll ``pg_try_advisory_lock`` between sleeps (see FIRST_PAUSE/MAX_PAUSE) instead of blocking in
+``pg_advisory_lock``: a waiter blocked inside a statement holds a snapshot, and the vendor's
+``CREATE INDEX CONCURRENTLY`` run by the holder would wait for it forever — a deadlock PostgreSQL does not
+detect. The lock dies with its connection, so a killed pod never leaves it behind.
 """
 
 from __future__ import annotations
