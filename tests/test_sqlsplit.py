@@ -50,3 +50,27 @@ def test_words_containing_begin_are_not_blocks() -> None:
 def test_files_the_tool_would_refuse_are_refused(text: bytes, message: str) -> None:
     with pytest.raises(SplitError, match=message):
         split_statements(text)
+
+
+def test_newer_releases_do_blocks_with_if_and_loop_split_as_one_statement() -> None:
+    text = (
+        b"DO $$\nDECLARE r RECORD;\nBEGIN\n  FOR r IN SELECT 1 LOOP\n    IF true THEN\n      PERFORM 1;\n"
+        b"    END IF;\n  END LOOP;\nEND $$;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS ix ON t (a);"
+    )
+    statements = split_statements(text)
+    assert len(statements) == 2
+    assert statements[0].startswith("DO $$") and statements[0].endswith("END $$;")
+    assert statements[1] == "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix ON t (a);"
+
+
+def test_older_releases_create_extension_if_not_exists_still_splits() -> None:
+    # The v1.31 rules would open a block at this IF; the v1.22-v1.29 rules split it, as those tools do.
+    assert split_statements(b"CREATE EXTENSION IF NOT EXISTS btree_gin;\nCREATE TABLE t (a INT);") == [
+        "CREATE EXTENSION IF NOT EXISTS btree_gin;",
+        "CREATE TABLE t (a INT);",
+    ]
+
+
+def test_rules_that_disagree_are_refused() -> None:
+    with pytest.raises(SplitError, match="disagree"):
+        split_statements(b"SELECT 1 $$; SELECT 2 $$;")
