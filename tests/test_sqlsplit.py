@@ -59,7 +59,8 @@ def test_newer_releases_do_blocks_with_if_and_loop_split_as_one_statement() -> N
     )
     statements = split_statements(text)
     assert len(statements) == 2
-    assert statements[0].startswith("DO $$") and statements[0].endswith("END $$;")
+    assert statements[0].startswith("DO $$")
+    assert statements[0].endswith("END $$;")
     assert statements[1] == "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix ON t (a);"
 
 
