@@ -204,5 +204,5 @@ def summarise(terminalreporter: Any) -> None:
     terminalreporter.write_sep(
         "=",
         f"crash matrix: {tried} crash points tried{size}, {converged} converged, {tried - converged} failed, "
-        f"{skipped} skipped; {wall:.1f}s wall clock, {busy:.1f}s summed over workers",
+        f"{skipped} skipped; {wall:.1f}s from the first to the last (wall clock), {busy:.1f}s of test time",
     )
