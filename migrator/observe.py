@@ -59,19 +59,6 @@ def observe(conn: Connection, database: str, vendor: VendorSchema) -> State:
     access = Access(*access_row)
     schema = access.schema
     tables = frozenset(row[0] for row in conn.execute(_TABLES, (schema,)))
-    rows: dict[str, bool] = {}
-    for statement in vendor.all_statements():
-        for effect in statement.effects:
-            if effect.ref.kind is Kind.ROW and statement.probe is not None:
-                rows[effect.ref.name] = statement.probe.table in tables and _row_present(conn, statement.probe)
-    catalog = Catalog(
-        tables=tables,
-        columns={name: ColumnInfo(nn, hd) for name, nn, hd in conn.execute(_COLUMNS, (schema,))},
-        indexes=dict(conn.execute(_INDEXES, (schema,))),
-        extensions=frozenset(row[0] for row in conn.execute(_EXTENSIONS)),
-        functions=frozenset(row[0] for row in conn.execute(_FUNCTIONS, (schema,))),
-        rows=rows,
-    )
     version: str | None = None
     others: list[str] = []
     if "schema_version" in tables:
@@ -80,6 +67,20 @@ def observe(conn: Connection, database: str, vendor: VendorSchema) -> State:
                 version = curr_version
             else:
                 others.append(db_name)
+    rows: dict[str, bool] = {}
+    for pending in vendor.after(version):  # only a pending version's seed rows can matter to the plan
+        for statement in pending.statements:
+            for effect in statement.effects:
+                if effect.ref.kind is Kind.ROW and statement.probe is not None:
+                    rows[effect.ref.name] = statement.probe.table in tables and _row_present(conn, statement.probe)
+    catalog = Catalog(
+        tables=tables,
+        columns={name: ColumnInfo(nn, hd) for name, nn, hd in conn.execute(_COLUMNS, (schema,))},
+        indexes=dict(conn.execute(_INDEXES, (schema,))),
+        extensions=frozenset(row[0] for row in conn.execute(_EXTENSIONS)),
+        functions=frozenset(row[0] for row in conn.execute(_FUNCTIONS, (schema,))),
+        rows=rows,
+    )
     return State(
         database=database,
         version_table="schema_version" in tables,

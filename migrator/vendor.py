@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from packaging.version import Version
@@ -27,14 +28,32 @@ _VERSION_DIR = re.compile(r"^v[\d.]+")
 
 @dataclass(frozen=True)
 class VendorVersion:
-    """One ``vX.Y`` directory: what the tool runs for it and what it records afterwards."""
+    """One ``vX.Y`` directory: what the tool runs for it and what it records afterwards.
+
+    Manifests are read up front; the SQL files only when a plan needs their statements, so a run that finds
+    nothing to do reads no SQL at all (issue 5: the no-op path must be cheap).
+    """
 
     name: str
     version: Version
     min_compatible: str
     description: str
     manifest_md5: str
-    statements: tuple[Statement, ...]
+    directory: Path
+    files: tuple[str, ...]
+
+    @cached_property
+    def statements(self) -> tuple[Statement, ...]:
+        statements: list[Statement] = []
+        for file_name in self.files:
+            path = self.directory / file_name
+            try:
+                statements.extend(describe(text) for text in split_statements(path.read_bytes()))
+            except OSError:
+                raise UsageError(f"{path} is listed in its manifest but cannot be read") from None
+            except SplitError as exc:
+                raise UsageError(f"{path} cannot be split into statements: {exc}") from None
+        return tuple(statements)
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,14 @@ class VendorSchema:
         for item in self.versions:
             yield from item.statements
 
+    def after(self, version: str | None) -> list[VendorVersion]:
+        """Versions newer than a stored version string; all of them when it is missing or unparseable."""
+        try:
+            current = parse_version(version) if version is not None else None
+        except ValueError:
+            current = None
+        return [item for item in self.versions if current is None or item.version > current]
+
 
 def versioned_dir(schema_dir: Path, store: str) -> Path:
     return schema_dir / "postgresql" / "v12" / store / "versioned"
@@ -92,15 +119,9 @@ def _read_version(directory: Path) -> VendorVersion:
     files = manifest.get("SchemaUpdateCqlFiles") or []
     if not min_compatible or (not files and not manifest.get("AllowNoCqlFiles", False)):
         raise UsageError(f"{manifest_path}: MinCompatibleVersion or SchemaUpdateCqlFiles missing")
-    statements: list[Statement] = []
     for file_name in files:
-        path = directory / file_name
-        try:
-            statements.extend(describe(text) for text in split_statements(path.read_bytes()))
-        except OSError:
-            raise UsageError(f"{path} is listed in its manifest but cannot be read") from None
-        except SplitError as exc:
-            raise UsageError(f"{path} cannot be split into statements: {exc}") from None
+        if not (directory / str(file_name)).is_file():
+            raise UsageError(f"{directory / str(file_name)} is listed in its manifest but cannot be read")
     try:
         version = parse_version(name)
     except ValueError:
@@ -111,7 +132,8 @@ def _read_version(directory: Path) -> VendorVersion:
         min_compatible=min_compatible,
         description=str(manifest.get("Description", "")),
         manifest_md5=hashlib.md5(raw, usedforsecurity=False).hexdigest(),
-        statements=tuple(statements),
+        directory=directory,
+        files=tuple(str(name) for name in files),
     )
 
 
