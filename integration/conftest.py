@@ -34,10 +34,9 @@ from integration.harness import (
     read_pins,
     resolve_schema_dir,
     resolve_tool,
+    run_tool_binary,
     server_from_url,
     server_major,
-    tool_argv,
-    tool_env,
     versioned_dir,
 )
 from integration.pgcluster import (
@@ -369,15 +368,7 @@ def run_tool(temporal_tool: Path) -> RunTool:
     """Run the real temporal-sql-tool against ``db`` with explicit global flags (password via SQL_PASSWORD)."""
 
     def run(db: AppDb, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            tool_argv(temporal_tool, db, *args),
-            env=tool_env(db),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        return run_tool_binary(temporal_tool, db, *args, timeout=timeout)
 
     return run
 

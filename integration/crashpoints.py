@@ -22,7 +22,6 @@ The error text avoids "already exist" and "not found": the tool treats those as 
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from integration.harness import AppDb, PgServer, Store, tool_argv, tool_env, versioned_dir
+from integration.harness import PgServer, Store
 from migrator.statements import Statement
 from migrator.vendor import load_vendor_schema
 
@@ -231,29 +230,6 @@ def leftovers(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:
 
 
 # -- databases: templates at V-1, copies, the reference ------------------------------------------------
-
-
-def run_tool(tool: Path, db: AppDb, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        tool_argv(tool, db, *args),
-        env=tool_env(db),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def bring_to(tool: Path, db: AppDb, schema_dir: Path, store: Store, version: str) -> None:
-    """The bare tool, as a hook would: ``setup-schema -v 0.0`` then ``update-schema -v version``."""
-    setup = run_tool(tool, db, "setup-schema", "-v", "0.0")
-    if setup.returncode != 0:
-        raise RuntimeError(f"setup-schema failed on {db.name}: {setup.stderr[-2000:]}")
-    if version != "0.0":
-        update = run_tool(tool, db, "update-schema", "-d", str(versioned_dir(schema_dir, store)), "-v", version)
-        if update.returncode != 0:
-            raise RuntimeError(f"update-schema -v {version} failed on {db.name}: {update.stderr[-2000:]}")
 
 
 def invalid_indexes(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:

@@ -346,6 +346,33 @@ def tool_env(db: AppDb) -> dict[str, str]:
     return env
 
 
+def run_tool_binary(tool: Path, db: AppDb, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a real temporal-sql-tool binary against ``db`` (global flags first, password via SQL_PASSWORD)."""
+    return subprocess.run(
+        tool_argv(tool, db, *args),
+        env=tool_env(db),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def bring_to(tool: Path, db: AppDb, schema_dir: Path, store: Store, version: str | None) -> None:
+    """The bare tool, as a hook would: ``setup-schema -v 0.0``, then ``update-schema`` to ``version``
+    ("0.0": setup only; None: the tree's newest)."""
+    setup = run_tool_binary(tool, db, "setup-schema", "-v", "0.0")
+    if setup.returncode != 0:
+        raise RuntimeError(f"setup-schema failed on {db.name}: {setup.stderr[-2000:]}")
+    if version == "0.0":
+        return
+    target = () if version is None else ("-v", version)
+    update = run_tool_binary(tool, db, "update-schema", "-d", str(versioned_dir(schema_dir, store)), *target)
+    if update.returncode != 0:
+        raise RuntimeError(f"update-schema {' '.join(target)} failed on {db.name}: {update.stderr[-2000:]}")
+
+
 def log_events(stderr: str) -> list[dict[str, Any]]:
     """The JSON objects of a migrator's JSON-lines stderr, in order; other lines are ignored."""
     events: list[dict[str, Any]] = []

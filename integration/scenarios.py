@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from integration.conftest import MakeDb, RunTool
-from integration.harness import AppDb, Store, versioned_dir
+from integration.conftest import MakeDb
+from integration.harness import AppDb, Store, bring_to
 from migrator.tool import parse_line
 from migrator.vendor import VendorVersion, load_vendor_schema
 from migrator.versions import parse_version
@@ -17,13 +17,10 @@ _reference_dumps: dict[Store, str] = {}
 _VERSION_MARK = re.compile(r"^---- Executing updates for version (\S+) ----$")
 
 
-def tool_to(run_tool: RunTool, db: AppDb, schema_dir: Path, store: Store, version: str) -> None:
-    """Set up and update ``db`` with the bare tool, as a hook script would (version "0.0" = setup only)."""
-    setup = run_tool(db, "setup-schema", "-v", "0.0")
-    assert setup.returncode == 0, setup.stderr
-    if version != "0.0":
-        update = run_tool(db, "update-schema", "-d", str(versioned_dir(schema_dir, store)), "-v", version)
-        assert update.returncode == 0, update.stderr
+def tool_to(db: AppDb, schema_dir: Path, store: Store, version: str) -> None:
+    """Set up and update ``db`` with the pinned bare tool, as a hook script would ("0.0" = setup only)."""
+    assert db.tool is not None, "make_db gives every database the pinned tool"
+    bring_to(db.tool, db, schema_dir, store, version)
 
 
 def vendor_version(schema_dir: Path, store: Store, version: str) -> VendorVersion:
@@ -38,15 +35,13 @@ def previous_version(schema_dir: Path, store: Store, version: str) -> str:
     return older[-1] if older else "0.0"
 
 
-def half_apply(
-    run_tool: RunTool, db: AppDb, schema_dir: Path, store: Store, version: str, applied: int
-) -> VendorVersion:
+def half_apply(db: AppDb, schema_dir: Path, store: Store, version: str, applied: int) -> VendorVersion:
     """The state a crash leaves: versions below ``version`` recorded, its first ``applied`` statements run.
 
     The statements are the vendor's own, split exactly as the tool splits them, run one by one in
     autocommit as the tool runs them, by the same role.
     """
-    tool_to(run_tool, db, schema_dir, store, previous_version(schema_dir, store, version))
+    tool_to(db, schema_dir, store, previous_version(schema_dir, store, version))
     target = vendor_version(schema_dir, store, version)
     with db.connect() as conn:
         for statement in target.statements[:applied]:
@@ -54,11 +49,11 @@ def half_apply(
     return target
 
 
-def reference_dump(make_db: MakeDb, run_tool: RunTool, schema_dir: Path, store: Store) -> str:
+def reference_dump(make_db: MakeDb, schema_dir: Path, store: Store) -> str:
     """Schema of a clean install at the target by the bare tool (computed once per store and worker)."""
     if store not in _reference_dumps:
         clean = make_db()
-        tool_to(run_tool, clean, schema_dir, store, TARGETS[store])
+        tool_to(clean, schema_dir, store, TARGETS[store])
         _reference_dumps[store] = clean.schema_dump()
     return _reference_dumps[store]
 

@@ -27,7 +27,7 @@ class World:
 
     def at_1_10(self) -> AppDb:
         db = self.make_db()
-        tool_to(self.run_tool, db, self.schema_dir, "temporal", "1.10")
+        tool_to(db, self.schema_dir, "temporal", "1.10")
         return db
 
     def admin_sql(self, db: AppDb, statement: sql.SQL | sql.Composed) -> None:

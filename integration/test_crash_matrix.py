@@ -23,7 +23,6 @@ from integration.conftest import RunMigrator, events_named, unavailable
 from integration.crashpoints import (
     MARKER,
     CrashPoint,
-    bring_to,
     clone,
     crash_points,
     drop_quietly,
@@ -32,12 +31,19 @@ from integration.crashpoints import (
     invalid_indexes,
     leftovers,
     remove_interruption,
-    run_tool,
     seed_rows,
     seed_tables,
     seen_statements,
 )
-from integration.harness import AppDb, PgServer, Store, resolve_schema_dir, versioned_dir
+from integration.harness import (
+    AppDb,
+    PgServer,
+    Store,
+    bring_to,
+    resolve_schema_dir,
+    versioned_dir,
+)
+from integration.harness import run_tool_binary as run_tool
 from integration.pgcluster import create_database
 from migrator.vendor import load_vendor_schema
 
@@ -197,8 +203,7 @@ def summarise(terminalreporter: Any) -> None:
         statements, versions = expected_count(_SCHEMA_DIR)
         whole = "whole matrix" if tried == statements + versions else "NOT the whole matrix"
         size = (
-            f" of {statements + versions} ({statements} statement boundaries + {versions} unrecorded versions;"
-            f" {whole})"
+            f" of {statements + versions} ({statements} statement boundaries + {versions} unrecorded versions; {whole})"
         )
     skipped = sum(1 for value in outcome.values() if value == "skipped")
     terminalreporter.write_sep(

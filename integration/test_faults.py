@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from integration.conftest import MakeDb, RunMigrator, RunTool, StartMigrator, events_named
+from integration.conftest import MakeDb, RunMigrator, StartMigrator, events_named
 from integration.harness import AppDb, Store
 from integration.scenarios import TARGETS, half_apply, reference_dump
 from migrator.lock import lock_key
@@ -97,10 +97,10 @@ def _wait_until(predicate: Any, timeout: float = 20) -> bool:
 
 @pytest.mark.parametrize("half_applied", [False, True], ids=["fresh", "half-applied"])
 def test_sixteen_concurrent_migrations(
-    half_applied: bool, app_db: AppDb, start_migrator: StartMigrator, run_tool: RunTool, schema_dir: Path
+    half_applied: bool, app_db: AppDb, start_migrator: StartMigrator, schema_dir: Path
 ) -> None:
     if half_applied:
-        half_apply(run_tool, app_db, schema_dir, "temporal", "1.0", 3)
+        half_apply(app_db, schema_dir, "temporal", "1.0", 3)
     processes = [start_migrator(app_db, "migrate", "--schema", "temporal") for _ in range(16)]
     outputs = [process.communicate(timeout=600)[1] for process in processes]
     assert [process.returncode for process in processes] == [0] * 16, [out[-800:] for out in outputs]
@@ -119,7 +119,6 @@ def test_kill_9_mid_run_releases_the_lock_and_the_next_run_converges(
     make_db: MakeDb,
     start_migrator: StartMigrator,
     run_migrator: RunMigrator,
-    run_tool: RunTool,
     schema_dir: Path,
 ) -> None:
     store: Store = "visibility"
@@ -131,7 +130,7 @@ def test_kill_9_mid_run_releases_the_lock_and_the_next_run_converges(
     done = run_migrator(app_db, "migrate", "--schema", store)
     assert done.returncode == 0, done.stderr[-2000:]
     assert app_db.version_rows() == [(app_db.name, TARGETS[store])]
-    assert app_db.schema_dump() == reference_dump(make_db, run_tool, schema_dir, store)
+    assert app_db.schema_dump() == reference_dump(make_db, schema_dir, store)
 
 
 def test_sigterm_stops_the_tool_exits_143_and_the_next_run_converges(
@@ -139,7 +138,6 @@ def test_sigterm_stops_the_tool_exits_143_and_the_next_run_converges(
     make_db: MakeDb,
     start_migrator: StartMigrator,
     run_migrator: RunMigrator,
-    run_tool: RunTool,
     schema_dir: Path,
 ) -> None:
     store: Store = "visibility"
@@ -152,7 +150,7 @@ def test_sigterm_stops_the_tool_exits_143_and_the_next_run_converges(
     assert _lock_holders(app_db) == 0
     done = run_migrator(app_db, "migrate", "--schema", store)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert app_db.schema_dump() == reference_dump(make_db, run_tool, schema_dir, store)
+    assert app_db.schema_dump() == reference_dump(make_db, schema_dir, store)
 
 
 def test_password_is_in_no_command_line_while_the_tool_runs(app_db: AppDb, start_migrator: StartMigrator) -> None:

@@ -19,7 +19,7 @@ def migrate(run_migrator: RunMigrator, db: AppDb, store: Store, *extra: str) -> 
 
 @pytest.mark.parametrize("store", ["temporal", "visibility"])
 def test_fresh_install_reaches_the_target_and_matches_the_bare_tool(
-    store: Store, app_db: AppDb, make_db: MakeDb, run_migrator: RunMigrator, run_tool: RunTool, schema_dir: Path
+    store: Store, app_db: AppDb, make_db: MakeDb, run_migrator: RunMigrator, schema_dir: Path
 ) -> None:
     migrate(run_migrator, app_db, store)
     assert app_db.version_rows() == [(app_db.name, TARGETS[store])]
@@ -27,7 +27,7 @@ def test_fresh_install_reaches_the_target_and_matches_the_bare_tool(
     assert history == sorted(set(history), key=lambda v: tuple(map(int, v.split("."))))
     assert history[0] == "0.0"
     assert history[-1] == TARGETS[store]
-    assert app_db.schema_dump() == reference_dump(make_db, run_tool, schema_dir, store)
+    assert app_db.schema_dump() == reference_dump(make_db, schema_dir, store)
 
 
 def test_rerun_is_a_no_op_that_does_not_start_the_tool(app_db: AppDb, run_migrator: RunMigrator) -> None:
@@ -41,16 +41,16 @@ def test_rerun_is_a_no_op_that_does_not_start_the_tool(app_db: AppDb, run_migrat
 
 
 def test_upgrade_from_an_intermediate_version(
-    app_db: AppDb, make_db: MakeDb, run_migrator: RunMigrator, run_tool: RunTool, schema_dir: Path
+    app_db: AppDb, make_db: MakeDb, run_migrator: RunMigrator, schema_dir: Path
 ) -> None:
-    tool_to(run_tool, app_db, schema_dir, "temporal", "1.10")
+    tool_to(app_db, schema_dir, "temporal", "1.10")
     done = run_migrator(app_db, "migrate", "--schema", "temporal")
     assert done.returncode == 0, done.stderr[-3000:]
     assert [e["command"] for e in events_named(done.stderr, "tool.started")] == [
         ["update-schema", "-d", str(schema_dir / "postgresql/v12/temporal/versioned"), "-v", "1.18"]
     ]
     assert app_db.version_rows() == [(app_db.name, "1.18")]
-    assert app_db.schema_dump() == reference_dump(make_db, run_tool, schema_dir, "temporal")
+    assert app_db.schema_dump() == reference_dump(make_db, schema_dir, "temporal")
 
 
 # (store, version, statements applied before the crash): the partial states the bare tool cannot replay, plus
@@ -77,10 +77,9 @@ def test_partial_state_is_repaired_to_a_clean_install(
     app_db: AppDb,
     make_db: MakeDb,
     run_migrator: RunMigrator,
-    run_tool: RunTool,
     schema_dir: Path,
 ) -> None:
-    vendor = half_apply(run_tool, app_db, schema_dir, store, version, applied)
+    vendor = half_apply(app_db, schema_dir, store, version, applied)
     # Trailing statements that leave no trace (ALTER COLUMN TYPE, ...) cannot be seen, so they run again.
     seen = applied
     while seen and not vendor.statements[seen - 1].effects:
@@ -99,24 +98,20 @@ def test_partial_state_is_repaired_to_a_clean_install(
     assert [e["outcome"] for e in repaired] == ["skipped"] * seen + ["executed"] * (len(vendor.statements) - seen)
     assert app_db.version_rows() == [(app_db.name, TARGETS[store])]
     assert [new for _, new in app_db.history()].count(version) == 1
-    assert app_db.schema_dump() == reference_dump(make_db, run_tool, schema_dir, store)
+    assert app_db.schema_dump() == reference_dump(make_db, schema_dir, store)
 
 
-def test_seed_row_is_neither_duplicated_nor_lost(
-    app_db: AppDb, run_migrator: RunMigrator, run_tool: RunTool, schema_dir: Path
-) -> None:
-    half_apply(run_tool, app_db, schema_dir, "temporal", "1.0", 3)
+def test_seed_row_is_neither_duplicated_nor_lost(app_db: AppDb, run_migrator: RunMigrator, schema_dir: Path) -> None:
+    half_apply(app_db, schema_dir, "temporal", "1.0", 3)
     migrate(run_migrator, app_db, "temporal")
     with app_db.connect() as conn:
         rows = conn.execute("SELECT partition_id, notification_version FROM namespace_metadata").fetchall()
     assert rows == [(54321, 1)]
 
 
-def test_complete_unrecorded_version_keeps_its_data(
-    app_db: AppDb, run_migrator: RunMigrator, run_tool: RunTool, schema_dir: Path
-) -> None:
+def test_complete_unrecorded_version_keeps_its_data(app_db: AppDb, run_migrator: RunMigrator, schema_dir: Path) -> None:
     """v1.16 drops and re-adds current_executions.data_encoding: replaying it would blank every value."""
-    half_apply(run_tool, app_db, schema_dir, "temporal", "1.16", 2)
+    half_apply(app_db, schema_dir, "temporal", "1.16", 2)
     with app_db.connect() as conn:
         conn.execute(
             "INSERT INTO current_executions (shard_id, namespace_id, workflow_id, run_id, create_request_id, state,"
@@ -133,16 +128,14 @@ def test_the_bare_tool_fails_where_the_migrator_repairs(
     version: str, applied: int, error: str, app_db: AppDb, run_tool: RunTool, schema_dir: Path
 ) -> None:
     """The baseline: these states are the field's incidents, and the tool alone cannot leave them."""
-    half_apply(run_tool, app_db, schema_dir, "temporal", version, applied)
+    half_apply(app_db, schema_dir, "temporal", version, applied)
     update = run_tool(app_db, "update-schema", "-d", str(schema_dir / "postgresql/v12/temporal/versioned"))
     assert update.returncode == 1
     assert error in update.stderr
 
 
-def test_status_and_plan_change_nothing(
-    app_db: AppDb, run_migrator: RunMigrator, run_tool: RunTool, schema_dir: Path
-) -> None:
-    half_apply(run_tool, app_db, schema_dir, "temporal", "1.4", 1)
+def test_status_and_plan_change_nothing(app_db: AppDb, run_migrator: RunMigrator, schema_dir: Path) -> None:
+    half_apply(app_db, schema_dir, "temporal", "1.4", 1)
     before = (app_db.schema_dump(), app_db.version_rows(), app_db.history())
     status = run_migrator(app_db, "status", "--schema", "temporal")
     planned = run_migrator(app_db, "plan", "--schema", "temporal")
@@ -165,9 +158,9 @@ def _refused(run_migrator: RunMigrator, db: AppDb, fragment: str) -> None:
 
 
 def test_hand_changed_schema_is_refused_naming_the_objects(
-    app_db: AppDb, run_migrator: RunMigrator, run_tool: RunTool, schema_dir: Path
+    app_db: AppDb, run_migrator: RunMigrator, schema_dir: Path
 ) -> None:
-    tool_to(run_tool, app_db, schema_dir, "temporal", "1.12")
+    tool_to(app_db, schema_dir, "temporal", "1.12")
     with app_db.connect() as conn:  # someone dropped one table of v1.13's DROP pair and nothing else
         conn.execute("DROP TABLE nexus_incoming_services_partition_status")
     _refused(run_migrator, app_db, "nexus_incoming_services_partition_status")

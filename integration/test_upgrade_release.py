@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from integration.conftest import MakeDb, RunMigrator, StartMigrator, events_named
-from integration.harness import AppDb, Store, tool_argv, tool_env, versioned_dir
+from integration.harness import AppDb, Store, bring_to, run_tool_binary, versioned_dir
 from integration.scenarios import TARGETS, executed_statements
 from migrator.vendor import load_vendor_schema
 from migrator.versions import parse_version
@@ -25,19 +25,6 @@ NEXT_TARGETS: dict[Store, str] = {"temporal": "1.19", "visibility": "1.14"}
 # holder's CREATE INDEX CONCURRENTLY) would.
 BOUNDED_SECONDS = 120
 _next_reference_dumps: dict[Store, str] = {}
-
-
-def run_next_tool(tool: Path, db: AppDb, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """The next release's bare tool against ``db``, with the argv and environment ``run_tool`` uses."""
-    return subprocess.run(
-        tool_argv(tool, db, *args),
-        env=tool_env(db),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def next_env(db: AppDb, next_tool: Path, next_schema_dir: Path) -> dict[str, str]:
@@ -59,10 +46,7 @@ def next_reference_dump(make_db: MakeDb, next_tool: Path, next_schema_dir: Path,
     """Schema of a clean install of the next release by its bare tool (once per store and worker)."""
     if store not in _next_reference_dumps:
         clean = make_db()
-        setup = run_next_tool(next_tool, clean, "setup-schema", "-v", "0.0")
-        assert setup.returncode == 0, setup.stderr[-2000:]
-        update = run_next_tool(next_tool, clean, "update-schema", "-d", str(versioned_dir(next_schema_dir, store)))
-        assert update.returncode == 0, update.stderr[-2000:]
+        bring_to(next_tool, clean, next_schema_dir, store, None)
         assert clean.version_rows() == [(clean.name, NEXT_TARGETS[store])]
         _next_reference_dumps[store] = clean.schema_dump()
     return _next_reference_dumps[store]
@@ -98,8 +82,8 @@ def test_every_statement_of_the_next_tree_is_recognised(store: Store, next_schem
 def test_splitter_equals_what_the_next_tool_runs(
     store: Store, app_db: AppDb, next_tool: Path, next_schema_dir: Path
 ) -> None:
-    assert run_next_tool(next_tool, app_db, "setup-schema", "-v", "0.0").returncode == 0
-    update = run_next_tool(next_tool, app_db, "update-schema", "-d", str(versioned_dir(next_schema_dir, store)))
+    assert run_tool_binary(next_tool, app_db, "setup-schema", "-v", "0.0").returncode == 0
+    update = run_tool_binary(next_tool, app_db, "update-schema", "-d", str(versioned_dir(next_schema_dir, store)))
     assert update.returncode == 0, update.stderr[-2000:]
     executed = executed_statements(update.stderr)
     assert list(executed) == vendor_versions(next_schema_dir, store)
