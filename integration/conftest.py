@@ -200,40 +200,36 @@ def app_roles(pg_server: PgServer) -> dict[str, str]:
 # -- tool and vendor tree ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def temporal_tool() -> Path:
-    """The real temporal-sql-tool (TEMPORAL_SQL_TOOL, else scripts/build-tool.sh's cache)."""
-    path, reason = resolve_tool()
+def _required(found: tuple[Path | None, str]) -> Path:
+    """A path the suite needs, or the reason it is missing (a failure in CI, a skip elsewhere)."""
+    path, reason = found
     if path is None:
         unavailable(reason)
     return path
+
+
+@pytest.fixture(scope="session")
+def temporal_tool() -> Path:
+    """The real temporal-sql-tool (TEMPORAL_SQL_TOOL, else scripts/build-tool.sh's cache)."""
+    return _required(resolve_tool())
 
 
 @pytest.fixture(scope="session")
 def schema_dir() -> Path:
     """Root of the vendor tree of the pinned release (contains postgresql/v12/...)."""
-    path, reason = resolve_schema_dir()
-    if path is None:
-        unavailable(reason)
-    return path
+    return _required(resolve_schema_dir())
 
 
 @pytest.fixture(scope="session")
 def next_tool() -> Path:
     """The real temporal-sql-tool of the next release (TEMPORAL_NEXT_SQL_TOOL, else the build cache)."""
-    path, reason = resolve_tool("next")
-    if path is None:
-        unavailable(reason)
-    return path
+    return _required(resolve_tool("next"))
 
 
 @pytest.fixture(scope="session")
 def next_schema_dir() -> Path:
     """Root of the vendor tree of the next release (TEMPORAL_NEXT_SCHEMA_DIR, else GOMODCACHE)."""
-    path, reason = resolve_schema_dir("next")
-    if path is None:
-        unavailable(reason)
-    return path
+    return _required(resolve_schema_dir("next"))
 
 
 # -- databases -----------------------------------------------------------------------------------------

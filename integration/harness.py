@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg import errors, sql
 
-from integration.pgcluster import PG_LIB
+from integration.pgcluster import PG_LIB, connect_admin
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PINS_FILE = REPO_ROOT / "pins.env"
@@ -153,15 +153,7 @@ class PgServer:
     source: str = "external"  # "external" | "testcontainers" | "local"
 
     def admin_connect(self, dbname: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
-        return psycopg.connect(
-            host=self.host,
-            port=self.port,
-            user=self.admin_user,
-            password=self.admin_password,
-            dbname=dbname,
-            autocommit=True,
-            connect_timeout=10,
-        )
+        return connect_admin(self.host, self.port, self.admin_user, self.admin_password, dbname)
 
     def connect_as(self, user: str, password: str, dbname: str) -> psycopg.Connection[tuple[Any, ...]]:
         return psycopg.connect(

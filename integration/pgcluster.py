@@ -267,15 +267,7 @@ class LocalCluster:
     # -- access ---------------------------------------------------------------------------------
 
     def admin_connect(self, dbname: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
-        return psycopg.connect(
-            host=self.host,
-            port=self.port,
-            user=self.admin_user,
-            password=self.admin_password,
-            dbname=dbname,
-            autocommit=True,
-            connect_timeout=10,
-        )
+        return connect_admin(self.host, self.port, self.admin_user, self.admin_password, dbname)
 
     def save_state(self) -> None:
         state = {
@@ -308,6 +300,15 @@ class LocalCluster:
 # -- roles and databases, the CloudNativePG way ----------------------------------------------------
 
 _ROLE_LOCK_KEY = 0x6D696772  # "migr": serialises role set-up of concurrent pytest workers on one server
+
+
+def connect_admin(
+    host: str, port: int, user: str, password: str, dbname: str = "postgres"
+) -> psycopg.Connection[tuple[Any, ...]]:
+    """An autocommit connection as the server's administrator (clusters and servers share this)."""
+    return psycopg.connect(
+        host=host, port=port, user=user, password=password, dbname=dbname, autocommit=True, connect_timeout=10
+    )
 
 
 def ensure_login_role(conn: psycopg.Connection[tuple[Any, ...]], name: str, password: str) -> None:

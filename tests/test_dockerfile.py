@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from integration.harness import read_pins
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 SCHEMA_DIR = "/etc/temporal/schema"
@@ -30,16 +32,6 @@ class Instruction:
     keyword: str
     args: str
     stage: int
-
-
-def read_pins() -> dict[str, str]:
-    pins: dict[str, str] = {}
-    for raw in (ROOT / "pins.env").read_text().splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            pins[key.strip()] = value.strip().strip("\"'")
-    return pins
 
 
 def parse_dockerfile(text: str) -> list[Instruction]:

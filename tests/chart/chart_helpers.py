@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from integration.harness import cache_dir, read_pins
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "chart"
 VALUES_DIR = Path(__file__).resolve().parent / "values"
@@ -25,20 +27,8 @@ NAMESPACE = "temporal"
 Manifest = dict[str, Any]
 
 
-def read_pins() -> dict[str, str]:
-    pins: dict[str, str] = {}
-    for raw in (ROOT / "pins.env").read_text().splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            pins[key.strip()] = value.strip().strip("\"'")
-    return pins
-
-
 def cached_helm_path() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    version = read_pins()["HELM_VERSION"]
-    return cache / "temporal-migrator" / f"helm-{version}" / "bin" / "helm"
+    return cache_dir() / f"helm-{read_pins()['HELM_VERSION']}" / "bin" / "helm"
 
 
 @functools.cache
