@@ -128,10 +128,10 @@ def migrate(settings: Settings, tool: str, vendor: VendorSchema, target: VendorV
     started = time.monotonic()
     with connect(settings) as conn, advisory_lock(conn, settings.database, settings.lock_timeout):
         previous: Step | None = None
-        for _ in range(len(vendor.versions) + 3):
+        for attempt in range(len(vendor.versions) + 3):
             state, planned = observe_and_plan(conn, settings, vendor, target)
-            if report.from_version is None:
-                report.from_version = state.version or "none"
+            if attempt == 0:
+                report.from_version = state.version
                 log.info("state.observed", **planned.to_dict(), invalid_indexes=list(state.catalog.invalid_indexes))
             if planned.refusal:
                 raise UnsafeStateError(planned.refusal)
