@@ -81,7 +81,7 @@ def _classify(settings: Settings, error: psycopg.OperationalError) -> Exception:
     ):
         return UsageError(
             f"the server at {settings.host}:{settings.port} answers without TLS but not with it ({error}); "
-            "drop --tls/SQL_TLS, or fix the server's TLS or the --tls-ca-file/--tls-server-name it must verify"
+            "drop --tls/SQL_TLS, or fix the server's TLS setup or the --tls-ca-file it is verified against"
         )
     if ping != pq.Ping.OK:
         return TransientError(str(error))
