@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -106,3 +107,65 @@ def test_lock_held_elsewhere_times_out_with_exit_5_naming_the_holder(app_db: App
     assert waiting
     assert waiting[0]["holder_application"] == "other-migrator"
     assert app_db.version_rows() == []
+
+
+class LateListener:
+    """A loopback port that refuses connections until ``start()``, then forwards them to the real server:
+    a PostgreSQL that comes up a few seconds after the migrator starts."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = _free_port()
+        self.server: socket.socket | None = None
+        self.stopped = threading.Event()
+
+    def start(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        self.server.settimeout(0.2)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.server is not None:
+            self.server.close()
+
+    def _accept(self) -> None:
+        assert self.server is not None
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_server_that_comes_up_late_is_waited_for(app_db: AppDb, run_migrator: RunMigrator) -> None:
+    listener = LateListener((app_db.server.host, app_db.server.port))
+    starter = threading.Timer(3, listener.start)
+    starter.start()
+    try:
+        done = run_migrator(
+            app_db,
+            "migrate",
+            "--schema",
+            "temporal",
+            env=app_db.env(SQL_PORT=str(listener.port), MIGRATOR_CONNECT_TIMEOUT="60"),
+        )
+    finally:
+        starter.cancel()
+        listener.stop()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert events_named(done.stderr, "db.retrying")
+    assert app_db.version_rows() == [(app_db.name, "1.18")]
