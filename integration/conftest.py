@@ -21,11 +21,12 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 import psycopg
 import pytest
 
+from integration.ci import unavailable
 from integration.harness import (
     AppDb,
     PgServer,
@@ -56,17 +57,6 @@ __all__ = ["AppDb", "PgServer", "log_events", "versioned_dir"]
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 APP_ROLES = ("app", "app_other")
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI") == "true"
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip with ``reason``, or fail loudly in CI where the integration suite must run."""
-    if in_ci():
-        pytest.fail(f"CI=true and the integration suite cannot run: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 # -- hooks ---------------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from integration.conftest import RunMigrator, events_named, unavailable
+from integration.ci import unavailable
+from integration.conftest import RunMigrator, events_named
 from integration.crashpoints import (
     MARKER,
     CrashPoint,
