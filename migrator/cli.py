@@ -19,7 +19,7 @@ import structlog
 
 from migrator import __version__, logs
 from migrator.errors import ExitStatus, MigratorError, Terminated, UnsafeStateError, UsageError
-from migrator.executor import inspect, migrate, wait
+from migrator.executor import RunFailed, inspect, migrate, wait
 from migrator.planner import access_problem, resolve_target
 from migrator.settings import COMMANDS, OPTIONS, Settings, build_settings, resolve_tool
 from migrator.vendor import load_vendor_schema
@@ -35,6 +35,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="temporal-migrator",
+        allow_abbrev=False,  # "--pass x" or "--lock 5" must not quietly mean another flag
         description="Bring a Temporal PostgreSQL store to its target schema version, safely and repeatably.",
         epilog="Exit codes: " + ", ".join(f"{status.value} {status.name.lower()}" for status in ExitStatus),
     )
@@ -50,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Terminated("terminated by SIGTERM; the tool (if running) was stopped first")
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (Kubernetes) and SIGINT (Ctrl-C) end the run the same way: cleanup runs, one run.failed line."""
+    name = signal.Signals(signum).name
+    raise Terminated(f"terminated by {name}; the tool (if running) was stopped first", signum)
 
 
 def _one_line(message: str) -> str:
@@ -59,11 +62,35 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+TERMINATION_LIMIT = 4000  # bytes Kubernetes keeps of a termination message (4096, with some room)
+
+
+def termination_message(summary: dict[str, Any], limit: int = TERMINATION_LIMIT) -> str:
+    """The summary as JSON within ``limit`` bytes: long fields are shortened, never the serialised text."""
+    document = dict(summary)
+    text = json.dumps(document)
+    for key in ("error", "steps"):
+        if len(text.encode()) <= limit or key not in document:
+            continue
+        excess = len(text.encode()) - limit
+        if key == "error":
+            error = str(document["error"])
+            document["error"] = error[: max(0, len(error) - excess - 3)] + "..."
+        else:
+            document["steps"] = [step.get("action") for step in document["steps"]]  # the actions, without texts
+        text = json.dumps(document)
+    return (
+        text
+        if len(text.encode()) <= limit
+        else json.dumps({k: document[k] for k in ("result", "exit_code") if k in document})
+    )
+
+
 def _write_termination_log(path: Path, summary: dict[str, Any]) -> None:
     """Kubernetes shows this file as the container's termination message; best effort."""
     try:
         with path.open("w") as handle:
-            handle.write(json.dumps(summary)[:4000])
+            handle.write(termination_message(summary))
     except OSError:
         pass
 
@@ -73,7 +100,7 @@ def _run(settings: Settings) -> dict[str, Any]:
     target = resolve_target(vendor, settings.target)
     if settings.command == "migrate":
         tool = resolve_tool(settings.tool)
-        report = migrate(settings, tool, vendor, target)
+        report = migrate(settings, tool, vendor, target)  # raises RunFailed: see main
         return {
             "from_version": report.from_version,
             "to_version": report.to_version,
@@ -99,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(secrets=[os.environ.get("SQL_PASSWORD")])
     settings: Settings | None = None
     traceback = False
+    completed: list[dict[str, Any]] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         namespace = build_parser().parse_args(argv)
         traceback = namespace.traceback
@@ -106,16 +135,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = build_settings(namespace.command, vars(namespace), os.environ)
         logs.configure(settings.log_format, settings.log_level, [settings.password])
         structlog.contextvars.bind_contextvars(database=settings.database, schema=settings.store)
-        signal.signal(signal.SIGTERM, _on_sigterm)
-        summary = {"result": "ok", "command": settings.command, **_run(settings)}
+        for sig in previous:
+            signal.signal(sig, _on_signal)
+        try:
+            summary = {"result": "ok", "command": settings.command, **_run(settings)}
+        except RunFailed as failed:
+            completed = failed.report.steps
+            raise failed.error from None
         status = ExitStatus.OK
     except MigratorError as error:
         if traceback:
             raise
         status = error.status
         message = _one_line(str(error))
-        summary = {"result": "failed", "exit_code": int(status), "error": logs.redact(message)}
-        log.error("run.failed", exit_code=int(status), error=message)
+        summary = {"result": "failed", "exit_code": int(status), "error": logs.redact(message), "steps": completed}
+        log.error("run.failed", exit_code=int(status), error=message, completed_steps=completed)
     except Exception as error:
         if traceback:
             raise
@@ -124,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.exception("run.crashed", exit_code=int(status))
     finally:
         structlog.contextvars.clear_contextvars()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if settings is not None:
         _write_termination_log(settings.termination_log, summary)
     return int(status)

@@ -21,6 +21,7 @@ class ExitStatus(IntEnum):
     UNSAFE_STATE = 6
     DDL_FAILED = 7
     WAIT_TIMEOUT = 8
+    INTERRUPTED = 130
     TERMINATED = 143
 
 
@@ -40,6 +41,10 @@ class UnreachableError(MigratorError):
     """The database did not accept connections within --connect-timeout."""
 
     status = ExitStatus.UNREACHABLE
+
+
+class LockLostError(UnreachableError):
+    """Our session no longer holds the advisory lock (the server ended it): no further DDL may run."""
 
 
 class AccessError(MigratorError):
@@ -73,6 +78,11 @@ class WaitTimeoutError(MigratorError):
 
 
 class Terminated(MigratorError):
-    """SIGTERM arrived; raised from the signal handler so cleanup runs on the way out."""
+    """SIGTERM or SIGINT arrived; raised from the signal handler so cleanup runs on the way out."""
 
     status = ExitStatus.TERMINATED
+
+    def __init__(self, message: str, signum: int = 15) -> None:
+        super().__init__(message)
+        if signum == 2:  # SIGINT: 128 + 2, the shell's convention for Ctrl-C
+            self.status = ExitStatus.INTERRUPTED

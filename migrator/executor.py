@@ -1,44 +1,33 @@
-"""The imperative shell: observe, plan, act, re-observe — under the lock — until the plan is empty."""
+"""The imperative shell: under the lock, observe, plan, and carry out the plan's steps — nothing else.
+
+The executor decides nothing of its own: every action it takes is a step `plan` shows (the same words in
+`plan`'s output and in the `step.done` events). Before each step and after each tool run it checks that its
+session still holds the lock. After the plan it re-observes; a plan that does not converge in a few rounds,
+or a catalog that does not match a clean install at the target, fails the run.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 import structlog
-from psycopg import sql
 
-from migrator.db import Connection, connect
+from migrator.driver import Driver
 from migrator.errors import AccessError, DDLError, UnreachableError, UnsafeStateError, WaitTimeoutError
-from migrator.lock import advisory_lock
-from migrator.observe import observe
-from migrator.planner import Action, Plan, Situation, Step, access_problem, plan
+from migrator.lock import HeldLock, advisory_lock
+from migrator.planner import Action, Plan, Situation, Step, access_problem, plan, verification_problems
 from migrator.settings import Settings
 from migrator.state import State
-from migrator.statements import Kind, Statement
 from migrator.tool import run_tool
 from migrator.vendor import VendorSchema, VendorVersion
 from migrator.versions import parse_version
 
 log = structlog.get_logger("migrator")
-
-# temporal-sql-tool's own statements for recording a version (postgresql/admin.go), so a repaired version is
-# recorded exactly as the tool records one: upsert of schema_version, then a row of schema_update_history.
-_WRITE_VERSION = """
-INSERT INTO schema_version (version_partition, db_name, creation_time, curr_version, min_compatible_version)
-VALUES (0, %s, %s, %s, %s)
-ON CONFLICT (version_partition, db_name) DO UPDATE
-   SET creation_time = excluded.creation_time, curr_version = excluded.curr_version,
-       min_compatible_version = excluded.min_compatible_version
-"""
-_WRITE_HISTORY = """
-INSERT INTO schema_update_history
-       (version_partition, year, month, update_time, old_version, new_version, manifest_md5, description)
-VALUES (0, %s, %s, %s, %s, %s, %s, %s)
-"""
+# Rounds of observe → plan → execute: one normally; a second only if the first plan's tool run left work
+# (for example a concurrent change). More means the plan does not converge.
+MAX_ROUNDS = 3
 
 
 @dataclass
@@ -52,105 +41,123 @@ class Report:
     tool_seconds: float = 0.0
 
 
-def observe_and_plan(
-    conn: Connection, settings: Settings, vendor: VendorSchema, target: VendorVersion
-) -> tuple[State, Plan]:
-    state = observe(conn, settings.database, vendor)
-    planned = plan(state, vendor, target)
-    return state, planned
+class RunFailed(Exception):
+    """A failure with the steps that completed before it (the CLI reports both)."""
+
+    def __init__(self, error: Exception, report: Report) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.report = report
 
 
-def _drop_crashed_index_builds(conn: Connection, state: State, statement: Statement) -> None:
-    """An interrupted CREATE INDEX CONCURRENTLY leaves an INVALID index of the vendor's name; drop it first."""
-    for effect in statement.effects:
-        if effect.ref.kind is Kind.INDEX and effect.present and state.catalog.indexes.get(effect.ref.name) is False:
-            log.info("repair.drop_invalid_index", index=effect.ref.name)
-            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(effect.ref.name)))
-
-
-def _repair(conn: Connection, settings: Settings, state: State, version: VendorVersion, step: Step) -> int:
-    """Run the statements a crashed attempt did not, verbatim, then record the version as the tool would."""
-    for index, statement in enumerate(version.statements):
-        outcome = "skipped" if index < step.applied else "executed"
-        log.info(
-            "repair.statement",
-            version=version.name,
-            index=index + 1,
-            total=step.total,
-            outcome=outcome,
-            statement=" ".join(statement.text.split()),
-        )
-        if outcome == "executed":
-            _drop_crashed_index_builds(conn, state, statement)
-            try:
-                conn.execute(statement.text.encode())
-            except psycopg.Error as error:
-                raise DDLError(
-                    f"repair of v{version.name} failed at statement {index + 1} of {step.total} "
-                    f"(SQLSTATE {error.sqlstate}): {error}"
-                ) from None
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    conn.execute(_WRITE_VERSION, (settings.database, now, version.name, version.min_compatible))
-    conn.execute(
-        _WRITE_HISTORY,
-        (now.year, now.month, now, state.version, version.name, version.manifest_md5, version.description),
-    )
-    log.info("repair.recorded", version=version.name, old_version=state.version)
-    return step.total - step.applied
+def observe_and_plan(driver: Driver, vendor: VendorSchema, target: VendorVersion) -> tuple[State, Plan]:
+    state = driver.observe(vendor)
+    return state, plan(state, vendor, target)
 
 
 def _execute(
-    conn: Connection, settings: Settings, *, tool: str, vendor: VendorSchema, state: State, step: Step, report: Report
+    driver: Driver, settings: Settings, *, tool: str, vendor: VendorSchema, step: Step, report: Report
 ) -> None:
+    """Carry out one step, exactly as `plan` describes it."""
     if step.action is Action.SETUP:
         report.tool_seconds += run_tool(settings, tool, ["setup-schema", "-v", step.version])
     elif step.action is Action.UPDATE:
         command = ["update-schema", "-d", str(vendor.versioned_dir), "-v", step.version]
         report.tool_seconds += run_tool(settings, tool, command)
+    elif step.action is Action.DROP_INVALID_INDEX:
+        driver.drop_index(step.name)
+    elif step.action in (Action.SKIP_STATEMENT, Action.RUN_STATEMENT):
+        outcome = "skipped" if step.action is Action.SKIP_STATEMENT else "executed"
+        log.info(
+            "repair.statement",
+            version=step.version,
+            index=step.statement,
+            total=step.total,
+            outcome=outcome,
+            statement=" ".join(step.text.split()),
+        )
+        if step.action is Action.RUN_STATEMENT:
+            driver.execute(step.text, f"repair of v{step.version} at statement {step.statement} of {step.total}")
+            report.repaired_statements += 1
     else:
         version = vendor.find(parse_version(step.version))
-        assert version is not None, "the planner only repairs versions of the vendor tree"
-        report.repaired_statements += _repair(conn, settings, state, version, step)
-    report.steps.append(step.to_dict())
+        assert version is not None, "the planner only records versions of the vendor tree"
+        driver.record_version(version, step.old_version)
+        log.info("repair.recorded", version=version.name, old_version=step.old_version)
 
 
-def _verify(state: State, planned: Plan, target: VendorVersion) -> None:
+def _run_plan(
+    driver: Driver,
+    lock: HeldLock,
+    *,
+    settings: Settings,
+    tool: str,
+    vendor: VendorSchema,
+    steps: tuple[Step, ...],
+    report: Report,
+) -> None:
+    for step in steps:
+        lock.ensure_held(f"step {step.action.value} {step.version}")
+        _execute(driver, settings, tool=tool, vendor=vendor, step=step, report=report)
+        if step.action in (Action.SETUP, Action.UPDATE):
+            lock.ensure_held(f"the step after {step.action.value}")  # the tool ran unlocked if we lost it
+        report.steps.append(step.to_dict())
+        log.info("step.done", **step.to_dict())
+
+
+def _verify(driver: Driver, vendor: VendorSchema, target: VendorVersion, report: Report) -> State:
+    """After a run that did something, the catalog must hold what a clean install at ``target`` holds (not only
+    the version row). A run that did nothing only warns: failing it could not help, as there is nothing to redo."""
+    state = driver.observe(vendor, seeds_after=report.from_version)
+    planned = plan(state, vendor, target)
     if planned.situation not in (Situation.CURRENT, Situation.AHEAD):
         raise DDLError(f"after the run the database is {planned.situation} at {state.version}, not at {target.name}")
-    invalid = state.catalog.invalid_indexes
-    if invalid:
-        raise DDLError(f"INVALID indexes remain after the run: {', '.join(invalid)}; rerun migrate to rebuild them")
+    if planned.situation is Situation.CURRENT:
+        problems = verification_problems(state, vendor, target)
+        if problems and not report.steps:
+            log.warning("verify.differs", problems=problems)
+        elif problems:
+            raise DDLError(
+                f"the database is recorded at {target.name} but differs from a clean install: "
+                f"{'; '.join(problems[:5])}{' ...' if len(problems) > 5 else ''}; rerun migrate, and if it persists "
+                "compare the schema with the vendor's files"
+            )
+    for warning in planned.warnings:
+        log.warning("plan.warning", warning=warning)
+    return state
 
 
 def migrate(settings: Settings, tool: str, vendor: VendorSchema, target: VendorVersion) -> Report:
-    """Bring the store to ``target``; a second run is a no-op that does not start the tool."""
+    """Bring the store to ``target``; a second run is a no-op that does not start the tool.
+
+    Raises `RunFailed` (wrapping the MigratorError) so the caller can report the steps that completed.
+    """
     report = Report()
     started = time.monotonic()
-    with connect(settings) as conn, advisory_lock(conn, settings.database, settings.lock_timeout):
-        previous: Step | None = None
-        for attempt in range(len(vendor.versions) + 3):
-            state, planned = observe_and_plan(conn, settings, vendor, target)
-            if attempt == 0:
-                report.from_version = state.version
-                log.info("state.observed", **planned.to_dict(), invalid_indexes=list(state.catalog.invalid_indexes))
-            if planned.refusal:
-                raise UnsafeStateError(planned.refusal)
-            if not planned.steps:
-                for warning in planned.warnings:
-                    log.warning("plan.warning", warning=warning)
-                break
-            log.info("plan.made", steps=[step.to_dict() for step in planned.steps])
-            problem = access_problem(state, planned)
-            if problem:
-                raise AccessError(problem)
-            step = planned.steps[0]
-            if step == previous:
-                raise DDLError(f"step {step.to_dict()} left the database unchanged; see the tool.output events")
-            _execute(conn, settings, tool=tool, vendor=vendor, state=state, step=step, report=report)
-            previous = step
-        else:
-            raise DDLError("the run did not converge; see the plan.made events")
-        _verify(state, planned, target)
+    try:
+        with (
+            Driver.open(settings, primary=True) as driver,
+            advisory_lock(driver, settings.database, settings.lock_timeout) as lock,
+        ):
+            for round_number in range(MAX_ROUNDS):
+                state, planned = observe_and_plan(driver, vendor, target)
+                if round_number == 0:
+                    report.from_version = state.version
+                    log.info("state.observed", **planned.to_dict(), invalid_indexes=list(state.catalog.invalid_indexes))
+                if planned.refusal:
+                    raise UnsafeStateError(planned.refusal)
+                if not planned.steps:
+                    break
+                log.info("plan.made", steps=[step.to_dict() for step in planned.steps])
+                problem = access_problem(state, planned)
+                if problem:
+                    raise AccessError(problem)
+                _run_plan(driver, lock, settings=settings, tool=tool, vendor=vendor, steps=planned.steps, report=report)
+            else:
+                raise DDLError("the run did not converge; see the plan.made events")
+            state = _verify(driver, vendor, target, report)
+    except Exception as error:
+        raise RunFailed(error, report) from error
     report.to_version = state.version
     log.info(
         "migrate.done",
@@ -166,8 +173,8 @@ def migrate(settings: Settings, tool: str, vendor: VendorSchema, target: VendorV
 
 def inspect(settings: Settings, vendor: VendorSchema, target: VendorVersion) -> tuple[State, Plan]:
     """Observe without the lock and without changing anything (status, plan)."""
-    with connect(settings) as conn:
-        return observe_and_plan(conn, settings, vendor, target)
+    with Driver.open(settings) as driver:
+        return observe_and_plan(driver, vendor, target)
 
 
 def wait(settings: Settings, vendor: VendorSchema, target: VendorVersion, poll: float = 2.0) -> str:
@@ -177,9 +184,9 @@ def wait(settings: Settings, vendor: VendorSchema, target: VendorVersion, poll: 
     while True:
         remaining = deadline - time.monotonic()
         try:
-            with connect(settings, timeout=max(0.0, min(settings.connect_timeout, remaining))) as conn:
-                state = observe(conn, settings.database, vendor)
-        except (UnreachableError, psycopg.OperationalError) as error:  # not up yet: keep waiting
+            with Driver.open(settings, timeout=max(0.0, min(settings.connect_timeout, remaining))) as driver:
+                state: State | None = driver.observe(vendor)
+        except UnreachableError as error:  # not up yet: keep waiting
             state, last = None, str(error)
         version = state.version if state else None
         try:

@@ -16,12 +16,11 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-import psycopg
 import structlog
 
-from migrator.errors import LockTimeoutError
+from migrator.driver import Driver
+from migrator.errors import LockLostError, LockTimeoutError, MigratorError
 
 log = structlog.get_logger("migrator.lock")
 REPORT_EVERY = 5.0
@@ -29,13 +28,6 @@ REPORT_EVERY = 5.0
 # ceiling costs the server little and lets waiters notice a released lock quickly (issue 5's contention goal).
 FIRST_PAUSE = 0.05
 MAX_PAUSE = 0.5
-_HOLDER = """
-SELECT a.pid, a.application_name, a.backend_start, a.state_change, host(a.client_addr)
-  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
- WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-   AND l.classid::bigint = (%(key)s >> 32) & 4294967295 AND l.objid::bigint = %(key)s & 4294967295
-"""
 
 
 def lock_key(database: str) -> int:
@@ -43,48 +35,49 @@ def lock_key(database: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _holder(conn: psycopg.Connection[tuple[Any, ...]], key: int) -> dict[str, Any]:
-    row = conn.execute(_HOLDER, {"key": key}).fetchone()
-    if row is None:
-        return {}
-    pid, application, started, since, address = row
-    return {
-        "holder_pid": pid,
-        "holder_application": application,
-        "holder_address": address,
-        "holder_connected_at": started.isoformat() if started else None,
-        "holder_since": since.isoformat() if since else None,
-    }
+class HeldLock:
+    """The lock while we hold it; `check` before each step and after each tool run (see `ensure_held`)."""
+
+    def __init__(self, driver: Driver, database: str, key: int) -> None:
+        self.driver = driver
+        self.database = database
+        self.key = key
+
+    def ensure_held(self, before: str) -> None:
+        """Stop before ``before`` unless our session still holds the lock (the server may have ended it)."""
+        if not self.driver.holds_lock(self.key):
+            raise LockLostError(
+                f"the advisory lock on database {self.database!r} was lost (the server ended our session: "
+                f"idle_session_timeout, a proxy's idle timeout, pg_terminate_backend or a failover) before {before}; "
+                "no further DDL was run; rerun migrate (it finishes a partly applied version)"
+            )
 
 
 @contextmanager
-def advisory_lock(conn: psycopg.Connection[tuple[Any, ...]], database: str, timeout: float) -> Iterator[None]:
-    """Hold the lock for the body; ``conn`` must be autocommit and dedicated to us (not behind PgBouncer)."""
+def advisory_lock(driver: Driver, database: str, timeout: float) -> Iterator[HeldLock]:
+    """Hold the lock for the body on ``driver``'s session, which must be dedicated to us (not behind PgBouncer)."""
     key = lock_key(database)
     start = time.monotonic()
     pause = FIRST_PAUSE
     next_report = start
-    while True:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-        if row and row[0]:
-            break
+    while not driver.try_lock(key):
         now = time.monotonic()
         if now - start >= timeout:
             raise LockTimeoutError(
                 f"another migrator held the lock on database {database!r} for over {timeout:g}s "
-                f"({_holder(conn, key) or 'holder gone'}); raise --lock-timeout or stop the other run"
+                f"({driver.lock_holder(key) or 'holder gone'}); raise --lock-timeout or stop the other run"
             )
         if now >= next_report:
-            log.info("lock.waiting", key=key, waited=round(now - start, 1), **_holder(conn, key))
+            log.info("lock.waiting", key=key, waited=round(now - start, 1), **driver.lock_holder(key))
             next_report = now + REPORT_EVERY
         time.sleep(min(pause * random.uniform(0.5, 1.5), max(0.0, timeout - (now - start))))
         pause = min(pause * 2, MAX_PAUSE)
     log.info("lock.acquired", key=key, waited=round(time.monotonic() - start, 2))
     try:
-        yield
+        yield HeldLock(driver, database, key)
     finally:
         try:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            driver.unlock(key)
             log.info("lock.released", key=key)
-        except psycopg.Error as error:  # the lock dies with the connection anyway
+        except MigratorError as error:  # the lock dies with the connection anyway; never hide the first error
             log.warning("lock.release_failed", key=key, error=str(error))

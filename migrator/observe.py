@@ -1,14 +1,16 @@
-"""Read a store's state through psycopg: catalog, version row, privileges. Read-only, autocommit.
+"""Read a store's state: catalog, version row, privileges. Read-only.
 
-Each query runs in its own autocommit statement, so no transaction (and no snapshot) stays open on our
-connection: the vendor's ``CREATE INDEX CONCURRENTLY`` would otherwise wait for us.
+The queries run through `migrator.driver` (``rows``), each in its own autocommit statement, so no transaction
+(and no snapshot) stays open on our connection: the vendor's ``CREATE INDEX CONCURRENTLY`` would otherwise
+wait for us. Everything is read in ``current_schema()``, so ``search_path`` in --connect-attributes moves the
+whole run to that schema, as it moves the tool.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
 from migrator.state import Access, Catalog, ColumnInfo, State
@@ -39,47 +41,55 @@ _FUNCTIONS = "SELECT proname FROM pg_proc WHERE pronamespace = %s::regnamespace"
 _EXTENSIONS = "SELECT extname FROM pg_extension"
 _VERSION_ROWS = "SELECT db_name, curr_version FROM schema_version WHERE version_partition = 0"
 
-Connection = psycopg.Connection[tuple[Any, ...]]
+Rows = Callable[[sql.Composable | str, Sequence[Any]], list[tuple[Any, ...]]]
 
 
-def _row_present(conn: Connection, probe: RowProbe) -> bool:
+def _row_present(rows: Rows, probe: RowProbe) -> bool:
     query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE ({}) IN (VALUES {}))").format(
         sql.Identifier(probe.table),
         sql.SQL(", ").join(sql.Identifier(column) for column in probe.columns),
         sql.SQL(probe.values_sql),
     )
-    row = conn.execute(query).fetchone()
-    return bool(row and row[0])
+    found = rows(query, ())
+    return bool(found and found[0][0])
 
 
-def observe(conn: Connection, database: str, vendor: VendorSchema) -> State:
-    """Observe the store; ``database`` is the ``db_name`` key of ``schema_version`` (the tool's --db)."""
-    access_row = conn.execute(_ACCESS).fetchone()
-    assert access_row is not None, "current_database() is always in pg_database"
-    access = Access(*access_row)
+STORED = "stored"
+
+
+def observe(rows: Rows, database: str, vendor: VendorSchema, *, seeds_after: str | None = STORED) -> State:
+    """Observe the store; ``database`` is the ``db_name`` key of ``schema_version`` (the tool's --db).
+
+    Seed rows are probed for the versions after ``seeds_after``: by default the stored version (only pending
+    versions matter to a plan); verification passes the version a run started from (the rows it added; older
+    ones the server may since have updated).
+    """
+    access_rows = rows(_ACCESS, ())
+    assert access_rows, "current_database() is always in pg_database"
+    access = Access(*access_rows[0])
     schema = access.schema
-    tables = frozenset(row[0] for row in conn.execute(_TABLES, (schema,)))
+    tables = frozenset(row[0] for row in rows(_TABLES, (schema,)))
     version: str | None = None
     others: list[str] = []
     if "schema_version" in tables:
-        for db_name, curr_version in conn.execute(_VERSION_ROWS):
+        for db_name, curr_version in rows(_VERSION_ROWS, ()):
             if db_name == database:
                 version = curr_version
             else:
                 others.append(db_name)
-    rows: dict[str, bool] = {}
-    for pending in vendor.after(version):  # only a pending version's seed rows can matter to the plan
+    seeds: dict[str, bool] = {}
+    for pending in vendor.after(version if seeds_after == STORED else seeds_after):
         for statement in pending.statements:
             for effect in statement.effects:
                 if effect.ref.kind is Kind.ROW and statement.probe is not None:
-                    rows[effect.ref.name] = statement.probe.table in tables and _row_present(conn, statement.probe)
+                    seeds[effect.ref.name] = statement.probe.table in tables and _row_present(rows, statement.probe)
     catalog = Catalog(
         tables=tables,
-        columns={name: ColumnInfo(nn, hd) for name, nn, hd in conn.execute(_COLUMNS, (schema,))},
-        indexes=dict(conn.execute(_INDEXES, (schema,))),
-        extensions=frozenset(row[0] for row in conn.execute(_EXTENSIONS)),
-        functions=frozenset(row[0] for row in conn.execute(_FUNCTIONS, (schema,))),
-        rows=rows,
+        columns={name: ColumnInfo(nn, hd) for name, nn, hd in rows(_COLUMNS, (schema,))},
+        indexes=dict(rows(_INDEXES, (schema,))),
+        extensions=frozenset(row[0] for row in rows(_EXTENSIONS, ())),
+        functions=frozenset(row[0] for row in rows(_FUNCTIONS, (schema,))),
+        rows=seeds,
     )
     return State(
         database=database,

@@ -10,11 +10,12 @@ from enum import StrEnum
 from typing import Any
 
 from packaging.version import Version
+from psycopg import sql
 
 from migrator.errors import UsageError
 from migrator.repair import applied_prefix
 from migrator.state import State
-from migrator.statements import Kind
+from migrator.statements import Effect, Kind, ObjectRef
 from migrator.vendor import VendorSchema, VendorVersion
 from migrator.versions import parse_version
 
@@ -34,28 +35,54 @@ class Situation(StrEnum):
 
 class Action(StrEnum):
     SETUP = "setup-schema"
-    REPAIR = "repair"
     UPDATE = "update-schema"
+    DROP_INVALID_INDEX = "drop-invalid-index"
+    SKIP_STATEMENT = "skip-statement"
+    RUN_STATEMENT = "run-statement"
+    RECORD_VERSION = "record-version"
 
 
 @dataclass(frozen=True)
 class Step:
-    """One unit of work; `migrate` re-observes after each."""
+    """One action of `migrate`, complete enough that the executor only carries it out.
+
+    Statement steps carry the vendor's statement verbatim (``text``) and its 1-based position; a drop carries
+    the index ``name``; recording a version carries the version it replaces (``old_version``).
+    """
 
     action: Action
     version: str
-    applied: int = 0
+    statement: int = 0
     total: int = 0
+    text: str = ""
+    name: str = ""
+    old_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        if self.action is Action.REPAIR:
-            return {
-                "action": self.action.value,
-                "version": self.version,
-                "applied_statements": self.applied,
-                "remaining_statements": self.total - self.applied,
-            }
-        return {"action": self.action.value, "version": self.version}
+        document: dict[str, Any] = {"action": self.action.value, "version": self.version}
+        if self.action in (Action.SKIP_STATEMENT, Action.RUN_STATEMENT):
+            document.update(statement=self.statement, of=self.total, text=" ".join(self.text.split()))
+        elif self.action is Action.DROP_INVALID_INDEX:
+            document["index"] = self.name
+        elif self.action is Action.RECORD_VERSION:
+            document["old_version"] = self.old_version
+        return document
+
+
+def repair_steps(version: VendorVersion, applied: int, old_version: str | None) -> tuple[Step, ...]:
+    """Finish a partly applied version: skip what is in place, run the rest verbatim, record it as the tool does."""
+    total = len(version.statements)
+    statements = tuple(
+        Step(
+            Action.SKIP_STATEMENT if index < applied else Action.RUN_STATEMENT,
+            version.name,
+            statement=index + 1,
+            total=total,
+            text=statement.text,
+        )
+        for index, statement in enumerate(version.statements)
+    )
+    return (*statements, Step(Action.RECORD_VERSION, version.name, old_version=old_version))
 
 
 @dataclass(frozen=True)
@@ -94,13 +121,69 @@ def resolve_target(vendor: VendorSchema, requested: Version | None) -> VendorVer
     return found
 
 
+def _sql_name(name: str) -> str:
+    """An identifier quoted so that a printed GRANT or CREATE runs as shown (``Temporal-Dev`` needs quotes)."""
+    return sql.Identifier(name).as_string(None)
+
+
+def vendor_indexes(vendor: VendorSchema) -> frozenset[str]:
+    """Every index some statement of the vendor tree creates: only these can fail a run's verification."""
+    return frozenset(
+        effect.ref.name
+        for statement in vendor.all_statements()
+        for effect in statement.effects
+        if effect.ref.kind is Kind.INDEX and effect.present
+    )
+
+
+def _foreign_invalid_warning(state: State, vendor: VendorSchema) -> tuple[str, ...]:
+    foreign = sorted(set(state.catalog.invalid_indexes) - vendor_indexes(vendor))
+    if not foreign:
+        return ()
+    return (
+        f"INVALID indexes that are not Temporal's: {', '.join(foreign)}; left alone (drop or rebuild them with "
+        "REINDEX INDEX CONCURRENTLY; they do not affect the migration)",
+    )
+
+
+def _drop_invalid_steps(state: State, pending: tuple[VendorVersion, ...]) -> tuple[Step, ...]:
+    """An interrupted CREATE INDEX CONCURRENTLY leaves an INVALID index under the vendor's name; the statement
+    that builds it would be skipped as "already exists", so the leftover is dropped first."""
+    steps: dict[str, Step] = {}
+    for version in pending:
+        for statement in version.statements:
+            for effect in statement.effects:
+                name = effect.ref.name
+                if effect.ref.kind is Kind.INDEX and effect.present and state.catalog.indexes.get(name) is False:
+                    steps.setdefault(name, Step(Action.DROP_INVALID_INDEX, version.name, name=name))
+    return tuple(steps.values())
+
+
 def plan(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
-    """Decide the steps that bring ``state`` to ``target``; refusals are values, not exceptions."""
-    base = Plan(Situation.REFUSED, state.database, vendor.store, state.version, target.name)
+    """Decide the steps that bring ``state`` to ``target``; refusals are values, not exceptions.
+
+    Tables only the *other* store creates mean both stores were pointed at one database, which cannot work
+    (they share ``schema_version``'s row for the database name): refused before anything runs.
+    """
+    base = Plan(
+        Situation.REFUSED,
+        state.database,
+        vendor.store,
+        state.version,
+        target.name,
+        warnings=_foreign_invalid_warning(state, vendor),
+    )
 
     def refuse(reason: str) -> Plan:
         return replace(base, refusal=reason)
 
+    other = sorted(vendor.foreign_tables() & state.catalog.tables)
+    if other:
+        return refuse(
+            f"database {state.database!r} already holds the other store's tables ({', '.join(other[:3])}"
+            f"{', ...' if len(other) > 3 else ''}); the default and visibility stores need separate databases: point "
+            "--database/SQL_DATABASE of this store at its own database; changed nothing"
+        )
     if state.version is None:
         found = sorted(vendor.created_tables() & state.catalog.tables)
         if found:
@@ -125,7 +208,7 @@ def plan(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
         return replace(base, situation=Situation.CURRENT)
     if current > target.version:
         warning = f"database is at {state.version}, ahead of target {target.name}; never downgrading"
-        return replace(base, situation=Situation.AHEAD, warnings=(warning,))
+        return replace(base, situation=Situation.AHEAD, warnings=(*base.warnings, warning))
     if current != SETUP_VERSION and vendor.find(current) is None:
         return refuse(
             f"schema_version holds {state.version!r}, which is not a version of the vendor tree; use the schema "
@@ -140,14 +223,52 @@ def plan(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
             f"the catalog matches no point of a partial run of v{first.name} (was the schema changed by hand?): "
             f"{details}; changed nothing"
         )
+    drops = _drop_invalid_steps(state, pending)
+    update = (Step(Action.UPDATE, target.name),)
     if progress.applied == 0:
         situation = Situation.SET_UP if current == SETUP_VERSION else Situation.BEHIND
-        steps = (Step(Action.UPDATE, target.name),)
-    else:
-        situation = Situation.PARTIAL
-        repair = Step(Action.REPAIR, first.name, progress.applied, len(first.statements))
-        steps = (repair,) if first is target else (repair, Step(Action.UPDATE, target.name))
-    return replace(base, situation=situation, pending=pending, steps=steps)
+        return replace(base, situation=situation, pending=pending, steps=(*drops, *update))
+    unknown = next((statement for statement in first.statements if not statement.recognised), None)
+    if unknown is not None:
+        return refuse(
+            f"v{first.name} is partly applied ({progress.applied} of {len(first.statements)} statements) and holds a "
+            f"statement whose effect the migrator cannot check, so it cannot tell what a repair must run: "
+            f"{' '.join(unknown.text.split())[:200]}; finish that version by hand, then run migrate; changed nothing"
+        )
+    repair = repair_steps(first, progress.applied, state.version)
+    rest = () if first is target else update
+    return replace(base, situation=Situation.PARTIAL, pending=pending, steps=(*drops, *repair, *rest))
+
+
+def expected_objects(vendor: VendorSchema, target: VendorVersion) -> dict[ObjectRef, Effect]:
+    """What the vendor's statements up to ``target`` leave behind: the last effect on each object."""
+    expected: dict[ObjectRef, Effect] = {}
+    for version in vendor.versions:
+        if version.version > target.version:
+            break
+        for statement in version.statements:
+            for effect in statement.effects:
+                expected[effect.ref] = effect
+    return expected
+
+
+def verification_problems(state: State, vendor: VendorSchema, target: VendorVersion) -> list[str]:
+    """After `migrate`: every object a clean install at ``target`` has, as it has it (INVALID counts as absent).
+
+    Seed rows count only where observed (`observe`'s ``seeds_after``): the server updates older ones.
+    """
+    problems: list[str] = []
+    for ref, effect in expected_objects(vendor, target).items():
+        if ref.kind is Kind.ROW and ref.name not in state.catalog.rows:
+            continue
+        seen = state.catalog.seen(ref)
+        if seen.present != effect.present:
+            found = "INVALID" if ref.kind is Kind.INDEX and ref.name in state.catalog.indexes else "absent"
+            problems.append(
+                f"{ref}: expected {'present' if effect.present else 'absent'}, found "
+                f"{found if effect.present else 'present'}"
+            )
+    return problems
 
 
 def access_problem(state: State, planned: Plan) -> str | None:
@@ -155,18 +276,19 @@ def access_problem(state: State, planned: Plan) -> str | None:
     if not planned.steps:
         return None
     access = state.access
+    user, schema, database = _sql_name(access.user), _sql_name(access.schema), _sql_name(state.database)
     if access.server_version_num < MIN_SERVER_VERSION_NUM:
         return f"PostgreSQL {access.server_version_num} is older than 12, which Temporal's postgres12 schema needs"
     if access.read_only:
         return (
-            f"database {state.database!r} is read-only (a standby, or default_transaction_read_only is on); "
-            "point --endpoint/SQL_HOST at the primary (CloudNativePG: the -rw service)"
+            f"database {state.database!r} is read-only (default_transaction_read_only is on); "
+            "point --endpoint/SQL_HOST at the primary (CloudNativePG: the -rw service), or turn the setting off"
         )
     if not access.can_create_in_schema:
         return (
             f"role {access.user!r} may not CREATE in schema {access.schema!r} of database {state.database!r} "
             f"(owned by {access.database_owner!r}; PostgreSQL 15 no longer grants CREATE on public to every role): "
-            f"make {access.user!r} the database owner, or GRANT CREATE ON SCHEMA {access.schema} TO {access.user}, "
+            f"make {access.user!r} the database owner, or GRANT CREATE ON SCHEMA {schema} TO {user}, "
             f"or with CloudNativePG give the Database schemas: [{{name: {access.schema}, owner: {access.user}}}]"
         )
     missing = sorted(
@@ -182,7 +304,8 @@ def access_problem(state: State, planned: Plan) -> str | None:
     if missing and not access.can_create_in_database:
         return (
             f"role {access.user!r} may not CREATE in database {state.database!r}, which extension "
-            f"{', '.join(missing)} needs: GRANT CREATE ON DATABASE {state.database} TO {access.user}, or have an "
-            f"administrator run CREATE EXTENSION {missing[0]} in it first (CloudNativePG: Database spec.extensions)"
+            f"{', '.join(missing)} needs: GRANT CREATE ON DATABASE {database} TO {user}, or have an "
+            f"administrator run CREATE EXTENSION {_sql_name(missing[0])} in it first (CloudNativePG: Database "
+            "spec.extensions)"
         )
     return None

@@ -3,8 +3,10 @@
 The tool runs a version's statements one by one in autocommit and records the version only after the last,
 so a crash always leaves "the first k statements applied" for some k in 0..n. For each k we know what the
 objects the version touches must look like: the effect of the last statement ≤ k touching an object, or, if
-none did, the opposite of the first statement's effect. k is the largest prefix the catalog agrees with;
-then we step back over statements without observable effects, which re-run harmlessly.
+none did, the opposite of the first *unconditional* effect on it. Conditional effects (``IF [NOT] EXISTS``, a
+``DO`` block's) hold afterwards but say nothing about before: an administrator may have created the object.
+k is the largest prefix the catalog agrees with; then we step back over statements that decide nothing
+(no observable or only conditional effects), which re-run harmlessly — so they never decide k.
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ def _agrees(expected: Effect, seen: Seen, initial: bool, compare_shape: bool) ->
 def _mismatches(statements: tuple[Statement, ...], k: int, catalog: Catalog) -> list[Mismatch]:
     touches = Counter(effect.ref for statement in statements for effect in statement.effects)
     expected: dict[ObjectRef, tuple[Effect, bool]] = {}
-    for statement in reversed(statements):  # the first touch decides the initial state
+    for statement in reversed(statements):  # the first unconditional touch decides the initial state
         for effect in statement.effects:
-            expected[effect.ref] = (Effect(effect.ref, not effect.present), True)
+            if not effect.conditional:
+                expected[effect.ref] = (Effect(effect.ref, not effect.present), True)
     for statement in statements[:k]:
         for effect in statement.effects:
             expected[effect.ref] = (effect, False)
@@ -88,6 +91,6 @@ def applied_prefix(statements: tuple[Statement, ...], catalog: Catalog) -> Progr
         closest = min(range(len(statements) + 1), key=lambda k: len(_mismatches(statements, k, catalog)))
         return Progress(None, tuple(_mismatches(statements, closest, catalog)))
     k = candidates[0]
-    while k > 0 and not statements[k - 1].effects:
+    while k > 0 and not statements[k - 1].decisive:
         k -= 1
     return Progress(k)

@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from packaging.version import Version
 
@@ -45,7 +46,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("password", ("--password", "--pw"), "SQL_PASSWORD", "", "password; prefer the environment variable"),
     Option("database", ("--database", "--db"), "SQL_DATABASE", "temporal", "database, also schema_version's db_name"),
     Option("plugin", ("--plugin", "--pl"), "SQL_PLUGIN", "postgres12", "postgres12 or postgres12_pgx"),
-    Option("tls", ("--tls",), "SQL_TLS", "false", "connect with TLS (verify-full)", is_flag=True),
+    Option(
+        "connect_attributes",
+        ("--connect-attributes", "--ca"),
+        "SQL_CONNECT_ATTRIBUTES",
+        None,
+        "DSN parameters as the tool takes them, k=v&k2=v2 (search_path=<schema> moves the whole run there)",
+    ),
+    Option(
+        "tls",
+        ("--tls",),
+        "SQL_TLS",
+        "false",
+        "connect with TLS (verify-full; system CAs without a CA file)",
+        is_flag=True,
+    ),
     Option("tls_cert_file", ("--tls-cert-file",), "SQL_TLS_CERT_FILE", None, "client certificate file"),
     Option("tls_key_file", ("--tls-key-file",), "SQL_TLS_KEY_FILE", None, "client key file"),
     Option("tls_ca_file", ("--tls-ca-file",), "SQL_TLS_CA_FILE", None, "CA certificate file"),
@@ -111,6 +126,7 @@ class Settings:
     password: str = field(repr=False)
     database: str
     plugin: str
+    connect_attributes: tuple[tuple[str, str], ...]
     tls: bool
     tls_cert_file: str | None
     tls_key_file: str | None
@@ -167,6 +183,30 @@ def raw_values(parsed: Mapping[str, str | bool | None], environ: Mapping[str, st
     return values
 
 
+def _host(value: str) -> str:
+    """The host as libpq takes it: an IPv6 address without the brackets the tool needs (``[::1]`` → ``::1``)."""
+    host = value.strip()
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def tool_host(host: str) -> str:
+    """The host as the tool takes it (``host:port`` joined by Sprintf): an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _attributes(label: str, text: str) -> tuple[tuple[str, str], ...]:
+    """``k=v&k2=v2`` parsed as the tool parses it (url.ParseQuery); a key given twice makes the tool panic."""
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True) if text.strip() else []
+    except ValueError:
+        raise UsageError(f"{label} {text!r} is not k=v&k2=v2; give it as search_path=temporal&k=v") from None
+    keys = [key.strip() for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise UsageError(f"{label} gives {', '.join(repeated)} more than once; give each key once")
+    return tuple((key.strip(), value.strip()) for key, value in pairs)
+
+
 def _label(dest: str) -> str:
     option = next(item for item in OPTIONS if item.dest == dest)
     return f"{option.flags[0]}/{option.env}"
@@ -189,12 +229,13 @@ def build_settings(command: str, parsed: Mapping[str, str | bool | None], enviro
     target_text = raw["target"]
     return Settings(
         command=command,
-        host=get("host"),
+        host=_host(get("host")),
         port=int(port_text),
         user=get("user"),
         password=get("password"),
         database=get("database"),
         plugin=_choice(_label("plugin"), get("plugin"), PLUGINS),
+        connect_attributes=_attributes(_label("connect_attributes"), get("connect_attributes")),
         tls=_flag(_label("tls"), get("tls")),
         tls_cert_file=raw["tls_cert_file"] or None,
         tls_key_file=raw["tls_key_file"] or None,
@@ -210,7 +251,7 @@ def build_settings(command: str, parsed: Mapping[str, str | bool | None], enviro
         connect_timeout=_seconds(_label("connect_timeout"), get("connect_timeout")),
         tool_timeout=_seconds(_label("tool_timeout"), get("tool_timeout")),
         wait_timeout=_seconds(_label("wait_timeout"), get("wait_timeout")),
-        log_format=_choice(_label("log_format"), get("log_format"), LOG_FORMATS),
+        log_format=_choice(_label("log_format"), get("log_format").lower(), LOG_FORMATS),
         log_level=_choice(_label("log_level"), get("log_level").lower(), LOG_LEVELS),
         termination_log=Path(get("termination_log")),
     )

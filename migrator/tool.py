@@ -1,12 +1,16 @@
 """Run the real temporal-sql-tool as a child process and turn its output into log events.
 
 Argument list, no shell; ``--ep``, ``-p`` and ``--pl`` always given (the tool defaults to MySQL's); never
-``--quiet`` (it turns errors into exit 0); the password only in the child's environment (SQL_PASSWORD).
-On timeout or SIGTERM the child gets SIGTERM, then SIGKILL after a grace period.
+``--quiet`` (it turns errors into exit 0). The password never goes into argv, nor into SQL_PASSWORD: the tool
+URL-escapes it with the query-string rules (a space becomes ``+``, which the server then compares), so any
+password with such characters fails. It goes into a password file (mode 0600, deleted after the run) named
+by ``PGPASSFILE``, which both plugins' drivers (lib/pq and pgx) read when the URL carries no password.
+On timeout, SIGTERM or SIGINT the child gets SIGTERM, then SIGKILL after a grace period.
 """
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import json
 import os
@@ -14,16 +18,20 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import structlog
 
 from migrator.errors import DDLError
-from migrator.settings import Settings
+from migrator.settings import Settings, tool_host
 
 log = structlog.get_logger("migrator.tool")
 GRACE_SECONDS = 10.0
@@ -33,6 +41,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LEVELS = {"DEBUG": "debug", "INFO": "info", "WARN": "warning", "WARNING": "warning"}
 # The tool (v1.25+) hides a failed connection's cause behind this message; the cause came on an earlier line.
 _GENERIC_ERRORS = ("no usable database connection found",)
+# A Go runtime failure: this first line says what happened; the lines after it are the goroutine stacks.
+_PANIC = re.compile(r"^(panic|fatal error): ")
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ def tool_argv(settings: Settings, tool: str, command: Sequence[str]) -> list[str
     argv = [
         tool,
         "--ep",
-        settings.host,
+        tool_host(settings.host),
         "-p",
         str(settings.port),
         "-u",
@@ -72,6 +82,8 @@ def tool_argv(settings: Settings, tool: str, command: Sequence[str]) -> list[str
         "--pl",
         settings.plugin,
     ]
+    if settings.connect_attributes:
+        argv += ["--connect-attributes", urlencode(settings.connect_attributes)]
     if settings.tls:
         argv.append("--tls")
         for flag, value in (
@@ -86,34 +98,75 @@ def tool_argv(settings: Settings, tool: str, command: Sequence[str]) -> list[str
     return [*argv, *command]
 
 
-def tool_env(settings: Settings) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SQL_")}
-    env["SQL_PASSWORD"] = settings.password
+def _passfile_field(value: str) -> str:
+    r"""A field of a libpq password file: ``\`` and ``:`` escaped (lib/pq and pgx unescape both)."""
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+@contextmanager
+def password_file(settings: Settings) -> Iterator[Path | None]:
+    """A private password file for the tool's run (None without a password), removed afterwards."""
+    if not settings.password:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="temporal-migrator-") as directory:
+        path = Path(directory) / "pgpass"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(f"*:*:*:*:{_passfile_field(settings.password)}\n")
+        yield path
+
+
+def tool_env(settings: Settings, passfile: Path | None) -> dict[str, str]:
+    """The tool's whole environment: ours without SQL_* (flags say everything) and PG* password variables."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("SQL_") and key not in ("PGPASSWORD", "PGPASSFILE")
+    }
+    if passfile is not None:
+        env["PGPASSFILE"] = str(passfile)
     return env
 
 
 class _Reader(threading.Thread):
-    """Logs each output line and remembers the most telling error."""
+    """Logs each output line (with the run's context) and remembers the most telling error.
+
+    Nothing a line holds may stop it: the pipe must keep draining, or the tool blocks on a full pipe.
+    """
 
     def __init__(self, stream: Any) -> None:
         super().__init__(daemon=True)
         self.stream = stream
+        self.context = contextvars.copy_context()  # the thread would otherwise lose database/schema
         self.last_error = ""
         self.last_line = ""
         self.cause = ""
+        self.panic = ""
 
     def run(self) -> None:
+        self.context.run(self._drain)
+
+    def _drain(self) -> None:
         for raw in self.stream:
-            line = parse_line(raw)
-            if not line.message:
-                continue
-            getattr(log, line.level)("tool.output", tool_level=line.level, message=line.message, **line.fields)
-            self.last_line = line.message
-            error = str(line.fields.get("error", ""))
-            if line.level == "error" or error:
-                self.last_error = f"{line.message} {error}".strip()
-                if error and not any(generic in error for generic in _GENERIC_ERRORS):
-                    self.cause = error
+            try:
+                self._take(parse_line(raw))
+            except Exception as error:
+                log.warning("tool.output_unreadable", error=repr(error), line=raw[:500])
+
+    def _take(self, line: ToolLine) -> None:
+        if not line.message:
+            return
+        if _PANIC.match(line.message) and not self.panic:
+            self.panic = line.message
+        level = "error" if self.panic else line.level
+        getattr(log, level)("tool.output", tool_level=level, message=line.message, fields=line.fields)
+        self.last_line = line.message
+        error = str(line.fields.get("error", ""))
+        if line.level == "error" or error:
+            self.last_error = f"{line.message} {error}".strip()
+            if error and not any(generic in error for generic in _GENERIC_ERRORS):
+                self.cause = error
 
 
 def _die_with_parent() -> None:
@@ -138,12 +191,17 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 def run_tool(settings: Settings, tool: str, command: Sequence[str]) -> float:
     """Run one tool command to completion; returns its duration, raises DDLError on failure."""
+    with password_file(settings) as passfile:
+        return _run(settings, tool, command, passfile)
+
+
+def _run(settings: Settings, tool: str, command: Sequence[str], passfile: Path | None) -> float:
     argv = tool_argv(settings, tool, command)
     started = time.monotonic()
     process = subprocess.Popen(
         argv,
         preexec_fn=_die_with_parent if _LIBC is not None else None,  # noqa: PLW1509 - see _die_with_parent
-        env=tool_env(settings),
+        env=tool_env(settings, passfile),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -167,7 +225,7 @@ def run_tool(settings: Settings, tool: str, command: Sequence[str]) -> float:
     seconds = round(time.monotonic() - started, 2)
     log.info("tool.exited", command=command[0], exit_code=code, seconds=seconds)
     if code != 0:
-        detail = reader.last_error or reader.last_line or "it printed nothing"
+        detail = reader.panic or reader.last_error or reader.last_line or "it printed nothing"
         if reader.cause and reader.cause not in detail:
             detail = f"{detail} (cause: {reader.cause})"
         raise DDLError(f"temporal-sql-tool {command[0]} failed with exit code {code}: {detail}")

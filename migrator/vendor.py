@@ -63,6 +63,13 @@ class VendorSchema:
     store: str
     versioned_dir: Path
     versions: tuple[VendorVersion, ...]
+    other: VendorSchema | None = None  # the other store of the same tree, to recognise its tables
+
+    def foreign_tables(self) -> frozenset[str]:
+        """Tables only the other store creates: finding them means both stores share one database."""
+        if self.other is None:
+            return frozenset()
+        return frozenset(self.other.created_tables() - self.created_tables())
 
     @property
     def newest(self) -> VendorVersion:
@@ -137,8 +144,9 @@ def _read_version(directory: Path) -> VendorVersion:
     )
 
 
-def load_vendor_schema(schema_dir: Path, store: str) -> VendorSchema:
-    """Read and validate every version directory of ``store`` (errors are usage errors: exit 2)."""
+def load_vendor_schema(schema_dir: Path, store: str, *, with_other: bool = True) -> VendorSchema:
+    """Read and validate every version directory of ``store`` (errors are usage errors: exit 2), and the other
+    store's tree beside it when there is one (see `VendorSchema.foreign_tables`)."""
     root = versioned_dir(schema_dir, store)
     if not root.is_dir():
         raise UsageError(
@@ -151,4 +159,6 @@ def load_vendor_schema(schema_dir: Path, store: str) -> VendorSchema:
     )
     if not versions:
         raise UsageError(f"{root} holds no vX.Y version directories; check --schema-dir")
-    return VendorSchema(store=store, versioned_dir=root, versions=tuple(versions))
+    others = [name for name in STORES if name != store and versioned_dir(schema_dir, name).is_dir()]
+    other = load_vendor_schema(schema_dir, others[0], with_other=False) if with_other and others else None
+    return VendorSchema(store=store, versioned_dir=root, versions=tuple(versions), other=other)

@@ -1,0 +1,393 @@
+"""The database boundary: every psycopg call of the migrator, and the one place database errors get exit codes.
+
+Shaped like golang-migrate's driver: `Driver.open` (connect), `try_lock`/`unlock`/`holds_lock`, `observe`,
+`execute` (one vendor statement), `drop_index`, `record_version`. It owns each connection's lifetime.
+
+Connection failures are classified from what the server said, never by elimination: libpq gives no SQLSTATE
+for a refused login, so a refused attempt is repeated once with libpq's error verbosity at VERBOSE, whose
+message carries the server's SQLSTATE, and psycopg's error class for that code decides (see `_rejection`).
+libpq's own reason is always kept in the message. After connecting, errors map by SQLSTATE class
+(`error_class`): connection lost → 3, privilege or authentication → 4, anything else from the database → 7.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import datetime as dt
+import glob
+import os
+import re
+import select
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg import errors, pq, sql
+from psycopg.conninfo import make_conninfo
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
+
+from migrator.errors import AccessError, DDLError, MigratorError, UnreachableError, UsageError
+from migrator.observe import STORED, observe
+from migrator.settings import Settings
+from migrator.state import State
+from migrator.vendor import VendorSchema, VendorVersion
+
+APPLICATION_NAME = "temporal-migrator"
+log = structlog.get_logger("migrator.db")
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+# The lock session lives as long as the run: neither a role's or database's timeouts nor an idle network path
+# may end it while the tool does DDL (the lock would vanish with it).
+LOCK_SESSION_SETTINGS = {
+    "idle_session_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
+    "statement_timeout": "0",
+}
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+# temporal-sql-tool's own statements for recording a version (postgresql/admin.go), so a repaired version is
+# recorded exactly as the tool records one: upsert of schema_version, then a row of schema_update_history.
+_WRITE_VERSION = """
+INSERT INTO schema_version (version_partition, db_name, creation_time, curr_version, min_compatible_version)
+VALUES (0, %s, %s, %s, %s)
+ON CONFLICT (version_partition, db_name) DO UPDATE
+   SET creation_time = excluded.creation_time, curr_version = excluded.curr_version,
+       min_compatible_version = excluded.min_compatible_version
+"""
+_WRITE_HISTORY = """
+INSERT INTO schema_update_history
+       (version_partition, year, month, update_time, old_version, new_version, manifest_md5, description)
+VALUES (0, %s, %s, %s, %s, %s, %s, %s)
+"""
+_HOLDS_LOCK = """
+SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+   AND objsubid = 1 AND classid::bigint = (%(key)s >> 32) & 4294967295 AND objid::bigint = %(key)s & 4294967295)
+"""
+_HOLDER = """
+SELECT a.pid, a.application_name, a.backend_start, a.state_change, host(a.client_addr)
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND l.classid::bigint = (%(key)s >> 32) & 4294967295 AND l.objid::bigint = %(key)s & 4294967295
+"""
+
+# -- how database errors become exit codes --------------------------------------------------------------
+
+# SQLSTATE classes (psycopg's error hierarchy follows them): 08 connection exception, 57P01-57P05 the server
+# ended the session (shutdown, crash, idle_session_timeout...), 28 authentication, 42501 privilege.
+_LOST = (errors.ConnectionException, errors.AdminShutdown, errors.CrashShutdown, errors.CannotConnectNow)
+_LOST_CODES = frozenset({"57P01", "57P02", "57P03", "57P05"})
+_ACCESS = (errors.InvalidAuthorizationSpecification, errors.InsufficientPrivilege)
+
+
+def error_class(error: psycopg.Error) -> type[MigratorError]:
+    """The exit status of a database error raised after connecting, by its SQLSTATE class."""
+    if isinstance(error, _LOST) or error.sqlstate in _LOST_CODES:
+        return UnreachableError
+    if error.sqlstate is None and isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+        return UnreachableError  # no server answer at all: the connection is gone
+    if isinstance(error, _ACCESS):
+        return AccessError
+    return DDLError
+
+
+def describe_error(error: psycopg.Error) -> str:
+    """libpq's or the server's own message, on one line, with the SQLSTATE when there is one."""
+    text = " ".join(str(error).split())
+    return f"{text} (SQLSTATE {error.sqlstate})" if error.sqlstate else text
+
+
+@contextlib.contextmanager
+def translated(doing: str) -> Iterator[None]:
+    """Turn any psycopg error raised in the body into the MigratorError of its class, saying what we were doing."""
+    try:
+        yield
+    except psycopg.Error as error:
+        raise error_class(error)(f"{doing} failed: {describe_error(error)}") from None
+
+
+# -- connecting ---------------------------------------------------------------------------------------
+
+
+def sslmode(settings: Settings) -> str:
+    """temporal-sql-tool's mapping: no TLS → disable, TLS → verify-full, no host verification → require."""
+    if not settings.tls:
+        return "disable"
+    return "require" if settings.tls_disable_host_verification else "verify-full"
+
+
+def _options_value(value: str) -> str:
+    """A value inside libpq's ``options`` (``-c name=value``): spaces and backslashes escaped."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def _libpq_keywords() -> frozenset[str]:
+    return frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
+
+
+def connection_kwargs(settings: Settings, timeout: float = 10) -> dict[str, Any]:
+    """libpq keywords without the password (it is passed separately, never in a string we might log).
+
+    --connect-attributes are the tool's DSN parameters: a libpq keyword is passed as one; anything else is a
+    server setting (``search_path=temporal``), passed in ``options`` so the whole run sees it as the tool does.
+    """
+    kwargs: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "user": settings.user,
+        "dbname": settings.database,
+        "sslmode": sslmode(settings),
+        "application_name": APPLICATION_NAME,
+        "connect_timeout": max(2, int(timeout)),
+        **KEEPALIVES,
+    }
+    if settings.tls:
+        kwargs["sslrootcert"] = settings.tls_ca_file or "system"  # the tool verifies against the system CAs
+        if settings.tls_cert_file:
+            kwargs["sslcert"] = settings.tls_cert_file
+        if settings.tls_key_file:
+            kwargs["sslkey"] = settings.tls_key_file
+    keywords = _libpq_keywords()
+    options = [f"-c {key}={_options_value(value)}" for key, value in settings.connect_attributes if key not in keywords]
+    kwargs.update((key, value) for key, value in settings.connect_attributes if key in keywords)
+    if options:
+        kwargs["options"] = " ".join(options)
+    if settings.tls and kwargs.get("sslmode") == "require":
+        kwargs.pop("sslrootcert", None)  # no verification asked for: a root store would turn it on
+    return kwargs
+
+
+class TransientError(Exception):
+    """A connection failure that time may fix: retried until --connect-timeout."""
+
+
+# What the server may say while it cannot take us *yet*: starting up, shutting down, in recovery (57P03), too
+# many connections (53300), database not created yet (3D000). Everything else it says is final.
+_TRANSIENT = (errors.CannotConnectNow, errors.TooManyConnections, errors.InvalidCatalogName)
+_VERBOSE_SQLSTATE = re.compile(r"^\S+:\s+([0-9A-Z]{5}):\s", re.MULTILINE)
+PQERRORS_VERBOSE = 2
+
+
+def _libpq() -> Any:
+    """The libpq psycopg runs on (its bundled copy in the binary package), to set the error verbosity."""
+    candidates: list[str] = []
+    if pq.__impl__ == "binary":
+        import psycopg_binary  # noqa: PLC0415 - only present in the binary package
+
+        libs = os.path.join(os.path.dirname(psycopg_binary.__file__), os.pardir, "psycopg_binary.libs")
+        candidates += sorted(glob.glob(os.path.join(libs, "libpq*.so*")))
+    candidates += [name for name in (ctypes.util.find_library("pq"),) if name]
+    for candidate in candidates:
+        with contextlib.suppress(OSError, AttributeError):
+            library = ctypes.CDLL(candidate)
+            library.PQsetErrorVerbosity.argtypes = [ctypes.c_void_p, ctypes.c_int]
+            return library
+    return None
+
+
+def _rejection(conninfo: str, timeout: float) -> tuple[str | None, str]:
+    """Repeat a refused login with VERBOSE errors: (the server's SQLSTATE if it sent one, libpq's message)."""
+    library = _libpq()
+    pgconn = pq.PGconn.connect_start(conninfo.encode())
+    try:
+        if library is not None:
+            library.PQsetErrorVerbosity(getattr(pgconn, "pgconn_ptr"), PQERRORS_VERBOSE)  # noqa: B009 - untyped
+        deadline = time.monotonic() + timeout
+        status = int(pq.PollingStatus.WRITING)
+        while status not in (pq.PollingStatus.OK, pq.PollingStatus.FAILED) and pgconn.status != pq.ConnStatus.BAD:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None, "timed out"
+            if status == pq.PollingStatus.READING:
+                select.select([pgconn.socket], [], [], remaining)
+            elif status == pq.PollingStatus.WRITING:
+                select.select([], [pgconn.socket], [], remaining)
+            status = pgconn.connect_poll()
+        message = pgconn.get_error_message()
+    finally:
+        pgconn.finish()
+    match = _VERBOSE_SQLSTATE.search(message)
+    return (match.group(1) if match else None), " ".join(message.split())
+
+
+def _classify(settings: Settings, password: str, error: psycopg.OperationalError, timeout: float) -> Exception:
+    """Turn a failed attempt into TransientError, AccessError or UsageError (see the module docstring)."""
+    reason = " ".join(str(error).split())
+    kwargs = connection_kwargs(settings, timeout)
+    if error.pgconn is not None and error.pgconn.needs_password and not password:
+        return AccessError(
+            f"the server asks a password for role {settings.user!r} and none was given ({reason}); "
+            "set SQL_PASSWORD from the role's Secret"
+        )
+    ping = pq.PGconn.ping(make_conninfo(**kwargs).encode())
+    if ping == pq.Ping.NO_ATTEMPT:
+        return UsageError(f"the connection settings are invalid: {reason}")
+    if ping != pq.Ping.OK:
+        if settings.tls and pq.PGconn.ping(make_conninfo(**{**kwargs, "sslmode": "disable"}).encode()) == pq.Ping.OK:
+            return UsageError(
+                f"the server at {settings.host}:{settings.port} answers without TLS but not with it ({reason}); "
+                "drop --tls/SQL_TLS, or fix the server's TLS setup or the --tls-ca-file it is verified against"
+            )
+        return TransientError(reason)
+    sqlstate, verbose = _rejection(make_conninfo(**kwargs, password=password), timeout)
+    refused = errors.lookup(sqlstate) if sqlstate else None
+    if refused is None or issubclass(refused, _TRANSIENT):
+        return TransientError(verbose if sqlstate else reason)
+    if issubclass(refused, errors.InvalidAuthorizationSpecification):  # 28000, 28P01
+        return AccessError(
+            f"the server refused role {settings.user!r} at {settings.host}:{settings.port}: {verbose}; check that "
+            "the password in the Secret is the role's, that the role exists and may log in, and pg_hba.conf"
+        )
+    if issubclass(refused, errors.InsufficientPrivilege):  # 42501: no CONNECT on the database
+        return AccessError(
+            f"role {settings.user!r} may not connect to database {settings.database!r}: {verbose}; "
+            f"GRANT CONNECT ON DATABASE {sql.Identifier(settings.database).as_string(None)} TO "
+            f"{sql.Identifier(settings.user).as_string(None)}"
+        )
+    return AccessError(f"the server refused the connection: {verbose}")
+
+
+def _log_retry(state: RetryCallState) -> None:
+    outcome = state.outcome
+    log.warning(
+        "db.retrying",
+        attempt=state.attempt_number,
+        elapsed=round(state.seconds_since_start or 0.0, 1),
+        cause=str(outcome.exception()) if outcome else None,
+    )
+
+
+@dataclass
+class Driver:
+    """One connection of ours (autocommit: no transaction, hence no snapshot, stays open between statements)."""
+
+    conn: Connection
+    settings: Settings
+
+    @classmethod
+    def open(cls, settings: Settings, *, timeout: float | None = None, primary: bool = False) -> Driver:
+        """Connect, retrying what time can fix for at most ``timeout`` (default --connect-timeout) seconds.
+
+        ``primary``: the session will change the schema, so a standby (a switchover in progress) counts as
+        "not yet"; the session also turns off the server's session timeouts (see LOCK_SESSION_SETTINGS).
+        """
+        budget = settings.connect_timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        password = settings.password
+
+        def attempt() -> Driver:
+            left = min(10.0, max(2.0, deadline - time.monotonic()))
+            try:
+                conn = psycopg.connect(**connection_kwargs(settings, left), password=password or None, autocommit=True)
+            except psycopg.OperationalError as error:
+                raise _classify(settings, password, error, left) from None
+            driver = cls(conn, settings)
+            if primary:
+                driver._prepare_primary_session()
+            return driver
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_random_exponential(multiplier=0.5, max=5),
+            stop=stop_after_delay(budget),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except TransientError as error:
+            raise UnreachableError(
+                f"database {settings.database!r} at {settings.host}:{settings.port} did not accept connections "
+                f"within {budget:g}s ({error}); check the host, port and that the database exists"
+            ) from None
+
+    def _prepare_primary_session(self) -> None:
+        with translated("preparing the lock session"):
+            for name, value in LOCK_SESSION_SETTINGS.items():
+                self.conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+            row = self.conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        if row and row[0]:
+            self.close()
+            raise TransientError(
+                "the server is a standby (in recovery); waiting for a primary (CloudNativePG: the -rw service)"
+            )
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.conn.close()
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- lock ------------------------------------------------------------------------------------------
+
+    def try_lock(self, key: int) -> bool:
+        with translated("taking the advisory lock"):
+            row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        return bool(row and row[0])
+
+    def unlock(self, key: int) -> None:
+        with translated("releasing the advisory lock"):
+            self.conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    def holds_lock(self, key: int) -> bool:
+        """Whether this session still holds the lock; a session the server ended holds nothing."""
+        try:
+            row = self.conn.execute(_HOLDS_LOCK, {"key": key}).fetchone()
+        except psycopg.Error as error:
+            if error_class(error) is UnreachableError:
+                return False
+            raise error_class(error)(f"checking the advisory lock failed: {describe_error(error)}") from None
+        return bool(row and row[0])
+
+    def lock_holder(self, key: int) -> dict[str, Any]:
+        with translated("looking up the lock holder"):
+            row = self.conn.execute(_HOLDER, {"key": key}).fetchone()
+        if row is None:
+            return {}
+        pid, application, started, since, address = row
+        return {
+            "holder_pid": pid,
+            "holder_application": application,
+            "holder_address": address,
+            "holder_connected_at": started.isoformat() if started else None,
+            "holder_since": since.isoformat() if since else None,
+        }
+
+    # -- reading and changing the schema ---------------------------------------------------------------
+
+    def observe(self, vendor: VendorSchema, *, seeds_after: str | None = STORED) -> State:
+        with translated("reading the catalog"):
+            return observe(self._rows, self.settings.database, vendor, seeds_after=seeds_after)
+
+    def _rows(self, query: sql.Composable | str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        statement = query.as_bytes(self.conn) if isinstance(query, sql.Composable) else query.encode()
+        return self.conn.execute(statement, params).fetchall()
+
+    def execute(self, text: str, doing: str) -> None:
+        """Run one vendor statement verbatim (its own autocommit, as the tool runs it)."""
+        with translated(doing):
+            self.conn.execute(text.encode())
+
+    def drop_index(self, name: str) -> None:
+        with translated(f"dropping INVALID index {name}"):
+            self.conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
+
+    def record_version(self, version: VendorVersion, old_version: str | None) -> None:
+        """Record ``version`` with the tool's own two queries (same MD5 and description as the tool writes)."""
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        with translated(f"recording version {version.name}"):
+            self.conn.execute(_WRITE_VERSION, (self.settings.database, now, version.name, version.min_compatible))
+            self.conn.execute(
+                _WRITE_HISTORY,
+                (now.year, now.month, now, old_version, version.name, version.manifest_md5, version.description),
+            )
