@@ -69,21 +69,15 @@ def termination_message(summary: dict[str, Any], limit: int = TERMINATION_LIMIT)
     """The summary as JSON within ``limit`` bytes: long fields are shortened, never the serialised text."""
     document = dict(summary)
     text = json.dumps(document)
-    for key in ("error", "steps"):
-        if len(text.encode()) <= limit or key not in document:
-            continue
-        excess = len(text.encode()) - limit
-        if key == "error":
-            error = str(document["error"])
-            document["error"] = error[: max(0, len(error) - excess - 3)] + "..."
-        else:
-            document["steps"] = [step.get("action") for step in document["steps"]]  # the actions, without texts
+    if len(text.encode()) > limit and document.get("steps"):
+        document["steps"] = [step.get("action") for step in document["steps"]]  # the actions, without the texts
         text = json.dumps(document)
-    return (
-        text
-        if len(text.encode()) <= limit
-        else json.dumps({k: document[k] for k in ("result", "exit_code") if k in document})
-    )
+    error = str(document.get("error", ""))
+    while len(text.encode()) > limit and error:
+        error = error[: len(error) * limit // len(text.encode()) - 3]  # escaping makes JSON longer than the text
+        document["error"] = error + "..."
+        text = json.dumps(document)
+    return text
 
 
 def _write_termination_log(path: Path, summary: dict[str, Any]) -> None:

@@ -79,20 +79,23 @@ SELECT a.pid, a.application_name, a.backend_start, a.state_change, host(a.client
 
 # -- how database errors become exit codes --------------------------------------------------------------
 
-# SQLSTATE classes (psycopg's error hierarchy follows them): 08 connection exception, 57P01-57P05 the server
-# ended the session (shutdown, crash, idle_session_timeout...), 28 authentication, 42501 privilege.
-_LOST = (errors.ConnectionException, errors.AdminShutdown, errors.CrashShutdown, errors.CannotConnectNow)
+# By SQLSTATE (psycopg's classes are one per code, not per class): class 08 connection exception; 57P01,
+# 57P02, 57P03, 57P05 the server ended the session (shutdown, crash, recovery, idle_session_timeout); class 28
+# invalid authorization; 42501 insufficient privilege.
+_LOST_CLASS = "08"
 _LOST_CODES = frozenset({"57P01", "57P02", "57P03", "57P05"})
-_ACCESS = (errors.InvalidAuthorizationSpecification, errors.InsufficientPrivilege)
+_AUTH_CLASS = "28"
+_PRIVILEGE = errors.InsufficientPrivilege.sqlstate
 
 
 def error_class(error: psycopg.Error) -> type[MigratorError]:
     """The exit status of a database error raised after connecting, by its SQLSTATE class."""
-    if isinstance(error, _LOST) or error.sqlstate in _LOST_CODES:
+    code = error.sqlstate
+    if code is None:  # no answer from the server at all: the connection is gone (psycopg's own errors)
+        return UnreachableError if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError) else DDLError
+    if code.startswith(_LOST_CLASS) or code in _LOST_CODES:
         return UnreachableError
-    if error.sqlstate is None and isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
-        return UnreachableError  # no server answer at all: the connection is gone
-    if isinstance(error, _ACCESS):
+    if code.startswith(_AUTH_CLASS) or code == _PRIVILEGE:
         return AccessError
     return DDLError
 
@@ -168,8 +171,10 @@ class TransientError(Exception):
 
 
 # What the server may say while it cannot take us *yet*: starting up, shutting down, in recovery (57P03), too
-# many connections (53300), database not created yet (3D000). Everything else it says is final.
-_TRANSIENT = (errors.CannotConnectNow, errors.TooManyConnections, errors.InvalidCatalogName)
+# many connections (53300), database not created yet (3D000), and class 08. Everything else it says is final.
+_TRANSIENT = frozenset(
+    {errors.CannotConnectNow.sqlstate, errors.TooManyConnections.sqlstate, errors.InvalidCatalogName.sqlstate}
+)
 _VERBOSE_SQLSTATE = re.compile(r"^\S+:\s+([0-9A-Z]{5}):\s", re.MULTILINE)
 PQERRORS_VERBOSE = 2
 
@@ -189,6 +194,11 @@ def _libpq() -> Any:
             library.PQsetErrorVerbosity.argtypes = [ctypes.c_void_p, ctypes.c_int]
             return library
     return None
+
+
+def _ping(kwargs: dict[str, Any]) -> int:
+    """libpq's PQping: no attempt (bad settings), no response, rejecting (starting up), or up."""
+    return int(pq.PGconn.ping(make_conninfo(**kwargs).encode()))
 
 
 def _rejection(conninfo: str, timeout: float) -> tuple[str | None, str]:
@@ -225,26 +235,25 @@ def _classify(settings: Settings, password: str, error: psycopg.OperationalError
             f"the server asks a password for role {settings.user!r} and none was given ({reason}); "
             "set SQL_PASSWORD from the role's Secret"
         )
-    ping = pq.PGconn.ping(make_conninfo(**kwargs).encode())
+    ping = _ping(kwargs)
     if ping == pq.Ping.NO_ATTEMPT:
         return UsageError(f"the connection settings are invalid: {reason}")
     if ping != pq.Ping.OK:
-        if settings.tls and pq.PGconn.ping(make_conninfo(**{**kwargs, "sslmode": "disable"}).encode()) == pq.Ping.OK:
+        if settings.tls and _ping({**kwargs, "sslmode": "disable"}) == pq.Ping.OK:
             return UsageError(
                 f"the server at {settings.host}:{settings.port} answers without TLS but not with it ({reason}); "
                 "drop --tls/SQL_TLS, or fix the server's TLS setup or the --tls-ca-file it is verified against"
             )
         return TransientError(reason)
     sqlstate, verbose = _rejection(make_conninfo(**kwargs, password=password), timeout)
-    refused = errors.lookup(sqlstate) if sqlstate else None
-    if refused is None or issubclass(refused, _TRANSIENT):
+    if sqlstate is None or sqlstate in _TRANSIENT or sqlstate.startswith(_LOST_CLASS):
         return TransientError(verbose if sqlstate else reason)
-    if issubclass(refused, errors.InvalidAuthorizationSpecification):  # 28000, 28P01
+    if sqlstate.startswith(_AUTH_CLASS):  # 28000 (pg_hba.conf, no such role), 28P01 (password)
         return AccessError(
             f"the server refused role {settings.user!r} at {settings.host}:{settings.port}: {verbose}; check that "
             "the password in the Secret is the role's, that the role exists and may log in, and pg_hba.conf"
         )
-    if issubclass(refused, errors.InsufficientPrivilege):  # 42501: no CONNECT on the database
+    if sqlstate == _PRIVILEGE:  # no CONNECT on the database
         return AccessError(
             f"role {settings.user!r} may not connect to database {settings.database!r}: {verbose}; "
             f"GRANT CONNECT ON DATABASE {sql.Identifier(settings.database).as_string(None)} TO "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from migrator import cli, errors
 from migrator.errors import ExitStatus
+from migrator.executor import Report, RunFailed
 
 SECRET = "s3cret-Pa55word"
 
@@ -139,16 +141,51 @@ def test_password_given_as_a_flag_is_redacted_too(capsys: pytest.CaptureFixture[
     assert "***" in captured.err
 
 
-def test_exit_codes_are_the_documented_ones() -> None:
-    assert {status.name: status.value for status in ExitStatus} == {
-        "OK": 0,
-        "INTERNAL": 1,
-        "USAGE": 2,
-        "UNREACHABLE": 3,
-        "ACCESS": 4,
-        "LOCK_TIMEOUT": 5,
-        "UNSAFE_STATE": 6,
-        "DDL_FAILED": 7,
-        "WAIT_TIMEOUT": 8,
-        "TERMINATED": 143,
-    }
+def test_abbreviated_flags_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["status", "--lock", "5"]) == ExitStatus.USAGE
+    assert "unrecognized arguments: --lock" in failure(capsys)["error"]
+
+
+def test_termination_message_is_valid_json_however_long_the_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def boom(settings: object) -> dict[str, Any]:
+        raise errors.DDLError('repair failed at "statement" ' + "\\x" * 5000)
+
+    monkeypatch.setattr(cli, "_run", boom)
+    assert cli.main(["status"]) == ExitStatus.DDL_FAILED
+    capsys.readouterr()
+    text = (tmp_path / "termination-log").read_text()
+    assert len(text.encode()) <= cli.TERMINATION_LIMIT
+    summary = json.loads(text)
+    assert summary["exit_code"] == int(ExitStatus.DDL_FAILED)
+    assert summary["error"].startswith('repair failed at "statement"')
+
+
+def test_a_failed_run_lists_the_steps_that_completed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    done = [{"action": "setup-schema", "version": "0.0"}]
+
+    def boom(settings: object) -> dict[str, Any]:
+        raise RunFailed(errors.DDLError("update-schema failed"), Report(steps=done))
+
+    monkeypatch.setattr(cli, "_run", boom)
+    assert cli.main(["migrate"]) == ExitStatus.DDL_FAILED
+    assert failure(capsys)["completed_steps"] == done
+    assert json.loads((tmp_path / "termination-log").read_text())["steps"] == done
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_sigint_and_sigterm_end_the_run_with_one_line(
+    signum: int, status: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(settings: object) -> dict[str, Any]:
+        signal.raise_signal(signum)
+        raise AssertionError("the signal handler raises")
+
+    before = signal.getsignal(signum)
+    monkeypatch.setattr(cli, "_run", interrupted)
+    assert cli.main(["status"]) == status
+    assert signal.Signals(signum).name in failure(capsys)["error"]
+    assert signal.getsignal(signum) == before  # main() leaves the process's handlers as it found them

@@ -12,17 +12,24 @@ def ref(kind: Kind, name: str) -> ObjectRef:
 @pytest.mark.parametrize(
     ("text", "effects"),
     [
-        ("CREATE TABLE IF NOT EXISTS Foo (a INT);", [Effect(ref(Kind.TABLE, "foo"), True)]),
+        ("CREATE TABLE IF NOT EXISTS Foo (a INT);", [Effect(ref(Kind.TABLE, "foo"), True, conditional=True)]),
         ('CREATE TABLE "MixedCase" (a INT);', [Effect(ref(Kind.TABLE, "MixedCase"), True)]),
         ("CREATE UNIQUE INDEX cm_idx ON t (a);", [Effect(ref(Kind.INDEX, "cm_idx"), True)]),
-        ("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix ON t (a);", [Effect(ref(Kind.INDEX, "ix"), True)]),
-        ("CREATE EXTENSION IF NOT EXISTS btree_gin;", [Effect(ref(Kind.EXTENSION, "btree_gin"), True)]),
+        (
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix ON t (a);",
+            [Effect(ref(Kind.INDEX, "ix"), True, conditional=True)],
+        ),
+        (
+            "CREATE EXTENSION IF NOT EXISTS btree_gin;",
+            [Effect(ref(Kind.EXTENSION, "btree_gin"), True, conditional=True)],
+        ),
+        ("CREATE EXTENSION btree_gin;", [Effect(ref(Kind.EXTENSION, "btree_gin"), True)]),
         (
             "CREATE FUNCTION convert_ts(s VARCHAR) RETURNS INT AS $$ BEGIN END $$ LANGUAGE plpgsql;",
             [Effect(ref(Kind.FUNCTION, "convert_ts"), True)],
         ),
         ("DROP TABLE a, public.b;", [Effect(ref(Kind.TABLE, "a"), False), Effect(ref(Kind.TABLE, "b"), False)]),
-        ("DROP INDEX IF EXISTS by_x;", [Effect(ref(Kind.INDEX, "by_x"), False)]),
+        ("DROP INDEX IF EXISTS by_x;", [Effect(ref(Kind.INDEX, "by_x"), False, conditional=True)]),
         ("ALTER TABLE cm DROP immutable_data;", [Effect(ref(Kind.COLUMN, "cm.immutable_data"), False)]),
         (
             "ALTER TABLE cm ADD data BYTEA NOT NULL DEFAULT '';",
@@ -38,6 +45,14 @@ def ref(kind: Kind, name: str) -> ObjectRef:
         ("ALTER TABLE t ALTER COLUMN a TYPE VARCHAR(255);", []),
         ("ALTER TABLE t ALTER COLUMN a SET DEFAULT 0;", []),
         ("DO $$ BEGIN PERFORM 1; END $$;", []),
+        (
+            "ALTER TABLE t ADD COLUMN IF NOT EXISTS c INT;",
+            [Effect(ref(Kind.COLUMN, "t.c"), True, not_null=False, has_default=False, conditional=True)],
+        ),
+        (
+            "DO LANGUAGE 'plpgsql' $$ BEGIN IF (NOT EXISTS (SELECT 1)) THEN CREATE EXTENSION btree_gin; END IF; END $$",
+            [Effect(ref(Kind.EXTENSION, "btree_gin"), True, conditional=True)],
+        ),
     ],
 )
 def test_effects(text: str, effects: list[Effect]) -> None:
@@ -57,7 +72,18 @@ def test_insert_becomes_a_row_probe() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["UPDATE t SET a = 1;", "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0);", "ALTER TABLE t RENAME TO u;"],
+    [
+        "UPDATE t SET a = 1;",
+        "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0);",
+        "ALTER TABLE t RENAME TO u;",
+        "CREATE TYPE mood AS ENUM ('a');",
+    ],
 )
 def test_unknown_forms_are_flagged(text: str) -> None:
     assert not describe(text).recognised
+
+
+def test_only_unconditional_effects_are_decisive() -> None:
+    assert describe("CREATE TABLE t (a INT);").decisive
+    assert not describe("CREATE TABLE IF NOT EXISTS t (a INT);").decisive
+    assert not describe("DO $$ BEGIN CREATE EXTENSION btree_gin; END $$;").decisive

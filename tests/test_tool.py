@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from migrator import tool as tool_module
@@ -22,7 +23,10 @@ STUB = f"""#!{sys.executable}
 import json, os, signal, sys, time
 mode = os.environ["STUB_MODE"]
 with open(os.environ["STUB_RECORD"], "w") as record:
-    json.dump({{"argv": sys.argv, "password": os.environ.get("SQL_PASSWORD")}}, record)
+    passfile = os.environ.get("PGPASSFILE")
+    json.dump({{"argv": sys.argv, "sql_password": os.environ.get("SQL_PASSWORD"), "passfile_path": passfile,
+               "passfile": open(passfile).read() if passfile else None,
+               "passfile_mode": oct(os.stat(passfile).st_mode & 0o777) if passfile else None}}, record)
 line = "2026-01-01T00:00:00.000Z\\t\\x1b[31mERROR\\x1b[0m\\t{{}}\\t{{}}\\n"
 if mode == "crash":
     sys.stderr.write(line.format("sql handle: unable to refresh database connection pool",
@@ -32,9 +36,12 @@ if mode == "crash":
     sys.exit(1)
 if mode == "garbage":
     sys.stdout.buffer.write(b"\\x00\\xff not zap at all\\n\\tonly\\ttabs\\n{{json\\n")
+    sys.stderr.write(line.format("clash", json.dumps({{"event": "x", "level": "y", "timestamp": 1}})))
+    sys.stderr.write(("y" * 100 + "\\n") * 3000)  # more than a pipe holds: the reader must keep draining
     sys.exit(0)
 if mode == "panic":
-    sys.stderr.write("panic: runtime error: index out of range\\n")
+    sys.stderr.write("panic: runtime error: index out of range [3] with length 3\\n\\n"
+                     "goroutine 1 [running]:\\nmain.main()\\n\\t/src/cmd/tools/sql/main.go:12 +0x1d\\n")
     sys.exit(2)
 if mode == "ignore-term":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -100,15 +107,27 @@ def test_tls_flags_are_passed_through() -> None:
     assert argv[-4:] == ["--tls", "--tls-ca-file", "/ca.pem", "--tls-disable-host-verification"]
 
 
-def test_password_reaches_the_tool_only_through_its_environment(
+def test_password_reaches_the_tool_only_through_a_private_password_file(
     stub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STUB_MODE", "ok")
     monkeypatch.setenv("SQL_HOST", "elsewhere")  # the tool's own env defaults must not leak in
-    run_tool(settings(), str(stub), ["setup-schema", "-v", "0.0"])
+    monkeypatch.setenv("SQL_PASSWORD", PASSWORD)  # not handed on: the tool would URL-escape it wrongly
+    password = "a b+c%d:e\\f@g"
+    run_tool(settings(password=password), str(stub), ["setup-schema", "-v", "0.0"])
     seen = record(tmp_path)
-    assert seen["password"] == PASSWORD
-    assert PASSWORD not in json.dumps(seen["argv"])
+    assert seen["sql_password"] is None
+    assert seen["passfile"] == "*:*:*:*:a b+c%d\\:e\\\\f@g\n"
+    assert seen["passfile_mode"] == "0o600"
+    assert password not in json.dumps(seen["argv"])
+    assert not Path(str(seen["passfile_path"])).exists()  # removed after the run
+
+
+def test_ipv6_host_and_connect_attributes_are_given_as_the_tool_takes_them() -> None:
+    argv = tool_argv(settings(host="[::1]", connect_attributes="search_path=t&application_name=a b"), "sql", [])
+    assert argv[argv.index("--ep") + 1] == "[::1]"
+    assert argv[argv.index("--connect-attributes") + 1] == "search_path=t&application_name=a+b"
+    assert tool_argv(settings(host="::1"), "sql", [])[2] == "[::1]"
 
 
 def test_failure_is_exit_7_with_the_real_cause(stub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,16 +144,27 @@ def test_failure_is_exit_7_with_the_real_cause(stub: Path, monkeypatch: pytest.M
     assert raised.value.status == 7
 
 
-def test_panic_is_reported(stub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_multi_line_go_panic_is_reported_by_its_panic_line(stub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STUB_MODE", "panic")
-    with pytest.raises(DDLError, match="exit code 2: panic: runtime error"):
+    with capture_logs() as events, pytest.raises(DDLError) as raised:
         run_tool(settings(), str(stub), ["update-schema"])
+    assert str(raised.value).endswith("exit code 2: panic: runtime error: index out of range [3] with length 3")
+    stack = [e for e in events if e["event"] == "tool.output" and "main.go" in e["message"]]
+    assert [e["log_level"] for e in stack] == ["error"]
 
 
-def test_garbage_output_does_not_break_the_runner(stub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_garbage_and_clashing_field_names_do_not_stop_the_reader(stub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STUB_MODE", "garbage")
-    with capture_logs() as events:
+    structlog.contextvars.bind_contextvars(database="db1", schema="visibility")
+    started = time.monotonic()
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as events:
         run_tool(settings(), str(stub), ["update-schema"])
+    assert time.monotonic() - started < 10  # the pipe kept draining: no wait for the tool timeout
+    clash = next(e for e in events if e.get("message") == "clash")
+    assert clash["fields"] == {"event": "x", "level": "y", "timestamp": 1}
+    outputs = [e for e in events if e["event"] == "tool.output"]
+    assert outputs
+    assert all((e["database"], e["schema"]) == ("db1", "visibility") for e in outputs)
     assert any(e["event"] == "tool.exited" and e["exit_code"] == 0 for e in events)
 
 
