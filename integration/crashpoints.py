@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from integration.harness import PgServer, Store
+from integration.harness import PgServer, Store, resolve_schema_dir
 from migrator.statements import Statement
 from migrator.vendor import load_vendor_schema
 
@@ -232,11 +232,6 @@ def leftovers(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:
 # -- databases: templates at V-1, copies, the reference ------------------------------------------------
 
 
-def invalid_indexes(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:
-    rows = conn.execute("SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid ORDER BY 1").fetchall()
-    return [str(row[0]) for row in rows]
-
-
 def seed_tables(schema_dir: Path, store: Store) -> list[str]:
     """Tables the vendor's DML statements write (their rows must match a clean install's)."""
     vendor = load_vendor_schema(schema_dir, store)
@@ -271,3 +266,48 @@ def clone(server: PgServer, template: str, name: str, owner: str) -> None:
         )
     with server.admin_connect(name) as conn:
         conn.execute("UPDATE schema_version SET db_name = current_database() WHERE db_name = %s", (template,))
+
+
+# -- terminal summary (the plugin prints it) ----------------------------------------------------------------
+
+MATRIX_TEST = "test_crash_point_converges"
+
+
+def summarise(terminalreporter: Any) -> None:
+    """One line: crash points tried / converged (of the matrix's size) and the matrix's wall-clock duration."""
+    reports = [
+        report
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(getattr(report, "nodeid", None), str)
+        and f"test_crash_matrix.py::{MATRIX_TEST}[" in report.nodeid
+        and getattr(report, "when", None) in ("setup", "call", "teardown")
+    ]
+    if not reports:
+        return
+    outcome: dict[str, str] = {}
+    for report in reports:
+        if report.when == "call" or report.outcome != "passed":
+            outcome.setdefault(report.nodeid, report.outcome)
+            if report.outcome != "passed":
+                outcome[report.nodeid] = report.outcome
+    tried = sum(1 for value in outcome.values() if value != "skipped")
+    converged = sum(1 for value in outcome.values() if value == "passed")
+    starts = [float(report.start) for report in reports if hasattr(report, "start")]
+    stops = [float(report.stop) for report in reports if hasattr(report, "stop")]
+    busy = sum(float(report.duration) for report in reports)
+    wall = max(stops) - min(starts) if starts and stops else 0.0
+    size = ""
+    schema_dir, _ = resolve_schema_dir()
+    if schema_dir is not None:
+        statements, versions = expected_count(schema_dir)
+        whole = "whole matrix" if tried == statements + versions else "NOT the whole matrix"
+        size = (
+            f" of {statements + versions} ({statements} statement boundaries + {versions} unrecorded versions; {whole})"
+        )
+    skipped = sum(1 for value in outcome.values() if value == "skipped")
+    terminalreporter.write_sep(
+        "=",
+        f"crash matrix: {tried} crash points tried{size}, {converged} converged, {tried - converged} failed, "
+        f"{skipped} skipped; {wall:.1f}s from the first to the last (wall clock), {busy:.1f}s of test time",
+    )

@@ -17,13 +17,15 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import errors, sql
 
-from integration.pgcluster import PG_LIB, connect_admin
+from devtools.pgcluster import PG_LIB, connect_admin
+from migrator.settings import build_settings
+from migrator.tool import password_file, tool_argv, tool_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PINS_FILE = REPO_ROOT / "pins.env"
@@ -298,6 +300,18 @@ class AppDb:
             except errors.UndefinedTable:
                 return []
 
+    def invalid_indexes(self) -> list[str]:
+        """Names of the INVALID indexes of the database (an interrupted concurrent build leaves one)."""
+        return [
+            name
+            for name, _ in self._rows(
+                sql.SQL(
+                    "SELECT c.relname::text, '' FROM pg_index i JOIN pg_class c"
+                    " ON c.oid = i.indexrelid WHERE NOT i.indisvalid ORDER BY 1"
+                )
+            )
+        ]
+
     def version_rows(self) -> list[tuple[str, str]]:
         """``(db_name, curr_version)`` rows of schema_version; [] if the table is missing."""
         return self._rows(sql.SQL("SELECT db_name, curr_version FROM schema_version ORDER BY db_name"))
@@ -314,41 +328,20 @@ def migrator_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "migrator", *args]
 
 
-def tool_argv(tool: Path, db: AppDb, *args: str) -> list[str]:
-    """The real tool with explicit global flags (never --quiet); the password goes through SQL_PASSWORD."""
-    return [
-        str(tool),
-        "--ep",
-        db.server.host,
-        "-p",
-        str(db.server.port),
-        "-u",
-        db.user,
-        "--db",
-        db.name,
-        "--pl",
-        PLUGIN,
-        *args,
-    ]
-
-
-def tool_env(db: AppDb) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
-    env["SQL_PASSWORD"] = db.password
-    return env
-
-
 def run_tool_binary(tool: Path, db: AppDb, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run a real temporal-sql-tool binary against ``db`` (global flags first, password via SQL_PASSWORD)."""
-    return subprocess.run(
-        tool_argv(tool, db, *args),
-        env=tool_env(db),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    """Run a real temporal-sql-tool binary against ``db`` exactly as the migrator runs it (`migrator.tool`'s
+    argv and environment: global flags first, the password in a private password file)."""
+    settings = build_settings("migrate", {}, db.env())
+    with password_file(settings) as passfile:
+        return subprocess.run(
+            tool_argv(settings, str(tool), args),
+            env=tool_env(settings, passfile),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def bring_to(tool: Path, db: AppDb, schema_dir: Path, store: Store, version: str | None) -> None:
@@ -379,3 +372,29 @@ def log_events(stderr: str) -> list[dict[str, Any]]:
         if isinstance(value, dict):
             events.append(value)
     return events
+
+
+def events_named(stderr: str, name: str) -> list[dict[str, Any]]:
+    """Log events of the migrator whose ``event`` is ``name``."""
+    return [e for e in log_events(stderr) if e.get("event") == name]
+
+
+# -- the fixtures' call signatures (integration/plugin.py provides them) ----------------------------------
+
+
+class MakeDb(Protocol):
+    def __call__(self, owner: str = "app", *, connect_as: str = "app") -> AppDb: ...
+
+
+class RunMigrator(Protocol):
+    def __call__(
+        self, db: AppDb, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+class StartMigrator(Protocol):
+    def __call__(self, db: AppDb, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]: ...
+
+
+class RunTool(Protocol):
+    def __call__(self, db: AppDb, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]: ...

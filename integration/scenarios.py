@@ -6,14 +6,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from integration.conftest import MakeDb
-from integration.harness import AppDb, Store, bring_to
+from integration.harness import AppDb, MakeDb, Store, bring_to
 from migrator.tool import parse_line
 from migrator.vendor import VendorVersion, load_vendor_schema
 from migrator.versions import parse_version
 
 TARGETS: dict[Store, str] = {"temporal": "1.18", "visibility": "1.9"}
-_reference_dumps: dict[Store, str] = {}
+_reference_dumps: dict[tuple[Path, Path, Store], str] = {}
 _VERSION_MARK = re.compile(r"^---- Executing updates for version (\S+) ----$")
 
 
@@ -49,13 +48,20 @@ def half_apply(db: AppDb, schema_dir: Path, store: Store, version: str, applied:
     return target
 
 
-def reference_dump(make_db: MakeDb, schema_dir: Path, store: Store) -> str:
-    """Schema of a clean install at the target by the bare tool (computed once per store and worker)."""
-    if store not in _reference_dumps:
+def reference_dump(
+    make_db: MakeDb, schema_dir: Path, store: Store, *, tool: Path | None = None, version: str | None = None
+) -> str:
+    """Schema of a clean install by a bare tool (default the pinned one) of its own tree, at ``version`` (default
+    the pinned target; None with another ``tool``: the tree's newest); once per tool, tree, store and worker."""
+    key = (tool or Path(), schema_dir, store)
+    if key not in _reference_dumps:
         clean = make_db()
-        tool_to(clean, schema_dir, store, TARGETS[store])
-        _reference_dumps[store] = clean.schema_dump()
-    return _reference_dumps[store]
+        if tool is None:
+            tool_to(clean, schema_dir, store, version or TARGETS[store])
+        else:
+            bring_to(tool, clean, schema_dir, store, version)
+        _reference_dumps[key] = clean.schema_dump()
+    return _reference_dumps[key]
 
 
 def executed_statements(tool_stderr: str) -> dict[str, list[str]]:

@@ -10,8 +10,8 @@ import time
 import psycopg
 from psycopg import sql
 
-from integration.conftest import MakeDb, RunMigrator, events_named
-from integration.harness import AppDb
+from devtools.pgcluster import free_port
+from integration.harness import AppDb, MakeDb, RunMigrator, events_named
 from migrator.lock import lock_key
 
 
@@ -22,7 +22,7 @@ def test_postgres15_public_schema_without_create_exits_4_and_leaves_nothing(
     done = run_migrator(db, "migrate", "--schema", "temporal")
     assert done.returncode == 4, done.stderr[-2000:]
     message = events_named(done.stderr, "run.failed")[0]["error"]
-    assert "GRANT CREATE ON SCHEMA public TO app" in message
+    assert 'GRANT CREATE ON SCHEMA "public" TO "app"' in message
     assert "schemas" in message
     assert events_named(done.stderr, "tool.started") == []
     with db.server.admin_connect(db.name) as conn:
@@ -56,15 +56,9 @@ def test_role_without_connect_exits_4(make_db: MakeDb, run_migrator: RunMigrator
     assert "GRANT CONNECT" in events_named(done.stderr, "run.failed")[0]["error"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_unreachable_server_exits_3_after_the_connect_timeout(app_db: AppDb, run_migrator: RunMigrator) -> None:
     started = time.monotonic()
-    done = run_migrator(app_db, "status", env=app_db.env(SQL_PORT=str(_free_port()), MIGRATOR_CONNECT_TIMEOUT="3"))
+    done = run_migrator(app_db, "status", env=app_db.env(SQL_PORT=str(free_port()), MIGRATOR_CONNECT_TIMEOUT="3"))
     elapsed = time.monotonic() - started
     assert done.returncode == 3, done.stderr[-2000:]
     assert 3 <= elapsed < 20
@@ -115,7 +109,7 @@ class LateListener:
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        self.port = _free_port()
+        self.port = free_port()
         self.server: socket.socket | None = None
         self.stopped = threading.Event()
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from psycopg import sql
 
-from integration.conftest import MakeDb, RunMigrator, RunTool, events_named
-from integration.harness import AppDb, versioned_dir
+from integration.harness import AppDb, MakeDb, RunMigrator, RunTool, events_named, versioned_dir
 from integration.scenarios import tool_to
 
 
@@ -42,13 +40,6 @@ class Case:
     args: tuple[str, ...] = ()
     env: Callable[[World, AppDb], dict[str, str]] = lambda world, db: {}
     prepare: Callable[[World], AppDb] = World.at_1_10
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-def _free_port(world: World, db: AppDb) -> dict[str, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return {"SQL_PORT": str(probe.getsockname()[1]), "MIGRATOR_CONNECT_TIMEOUT": "2"}
 
 
 def _damaged_tree(world: World, db: AppDb) -> dict[str, str]:
@@ -86,6 +77,19 @@ def _no_connect(world: World) -> AppDb:
     return db
 
 
+def _version_table_of_another_role(world: World) -> AppDb:
+    """As when an old hook ran the tool as ``postgres``: schema_version is not the app role's to read."""
+    db = world.at_1_10()
+    world.admin_sql(db, sql.SQL("ALTER TABLE schema_version OWNER TO app_other"))
+    return db
+
+
+def _visibility_at_1_9(world: World) -> AppDb:
+    db = world.make_db()
+    tool_to(db, world.schema_dir, "visibility", "1.9")
+    return db
+
+
 def _bad_version(world: World) -> AppDb:
     db = world.at_1_10()
     world.admin_sql(db, sql.SQL("UPDATE schema_version SET curr_version = '1.10-hotfix'"))
@@ -98,27 +102,17 @@ def _foreign_row(world: World) -> AppDb:
     return db
 
 
+# Errors raised before any connection are tests/test_cli.py's; credentials and privileges are test_access.py's.
 CASES: dict[str, Case] = {
-    "unknown-plugin": Case(2, "postgres12, postgres12_pgx", env=lambda w, d: {"SQL_PLUGIN": "mysql8"}),
-    "target-not-in-tree": Case(2, "not in the vendor tree", ("--target-version", "1.99")),
-    "target-malformed": Case(2, "not a schema version", ("--target-version", "v1.x")),
-    "schema-dir-missing": Case(2, "no vendor schema", env=lambda w, d: {"MIGRATOR_SCHEMA_DIR": "/nonexistent"}),
     "schema-dir-without-versioned": Case(2, "no vendor schema", env=_empty_dir),
     "manifest-mismatch": Case(2, "does not match directory v1.11", env=_damaged_tree),
-    "tool-not-found": Case(2, "was not found", env=lambda w, d: {"TEMPORAL_SQL_TOOL": "/nonexistent/sql"}),
-    "tool-not-executable": Case(2, "not executable", env=_not_executable),
-    "empty-database-name": Case(2, "is empty", env=lambda w, d: {"SQL_DATABASE": ""}),
-    "malformed-port": Case(2, "not a TCP port", env=lambda w, d: {"SQL_PORT": "5432x"}),
-    "malformed-timeout": Case(2, "not a number of seconds", env=lambda w, d: {"MIGRATOR_CONNECT_TIMEOUT": "fast"}),
-    "malformed-boolean": Case(2, "not a boolean", env=lambda w, d: {"SQL_TLS": "sometimes"}),
     "tls-to-plain-server": Case(2, "drop --tls", env=lambda w, d: {"SQL_TLS": "true"}),
-    "unreachable": Case(3, "did not accept connections within 2s", env=_free_port),
-    "wrong-password": Case(4, "Secret", env=lambda w, d: {"SQL_PASSWORD": "wrong-Pass-123"}),
-    "no-connect-privilege": Case(4, "GRANT CONNECT", prepare=_no_connect),
-    "no-create-on-public": Case(4, "GRANT CREATE ON SCHEMA public", prepare=lambda w: w.make_db("app_other")),
     "read-only-database": Case(4, "read-only", prepare=_read_only),
+    "version-table-of-another-role": Case(4, "SQLSTATE 42501", prepare=_version_table_of_another_role),
     "unparseable-version": Case(6, "not a version", prepare=_bad_version),
     "tables-without-version-row": Case(6, "temporal_restored", prepare=_foreign_row),
+    "visibility-store-in-the-default-stores-database": Case(6, "separate databases", ("--schema", "visibility")),
+    "default-store-in-the-visibility-stores-database": Case(6, "separate databases", prepare=_visibility_at_1_9),
 }
 
 
@@ -140,7 +134,3 @@ def test_bad_input(
     assert events_named(done.stderr, "tool.started") == []
     assert db.password not in done.stdout + done.stderr
     assert (db.schema_dump(), db.version_rows(), db.history()) == before
-
-
-def test_the_catalogue_is_large_enough() -> None:
-    assert len(CASES) >= 15

@@ -6,11 +6,12 @@ and dies at statement k+1 of V (k = n: at its own version write, "complete but u
 is removed, ``migrate`` runs, and the database must equal a clean install: exit 0, version = target,
 ``pg_dump --schema-only`` identical, no INVALID index, seed rows neither duplicated nor lost, and the same
 version history. The terminal summary prints how many crash points were tried and converged, and the
-matrix's duration (``pytest_terminal_summary`` in conftest.py calls ``summarise`` below).
+matrix's duration (``integration.crashpoints.summarise``).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from devtools.pgcluster import create_database
 from integration.ci import unavailable
-from integration.conftest import RunMigrator, events_named
 from integration.crashpoints import (
     MARKER,
     CrashPoint,
@@ -29,7 +30,6 @@ from integration.crashpoints import (
     drop_quietly,
     expected_count,
     install_interruption,
-    invalid_indexes,
     leftovers,
     remove_interruption,
     seed_rows,
@@ -39,18 +39,19 @@ from integration.crashpoints import (
 from integration.harness import (
     AppDb,
     PgServer,
+    RunMigrator,
     Store,
     bring_to,
+    events_named,
     resolve_schema_dir,
+    run_tool_binary,
     versioned_dir,
 )
-from integration.harness import run_tool_binary as run_tool
-from integration.pgcluster import create_database
 from migrator.vendor import load_vendor_schema
 
+LOG_KEYS = {"event", "database", "schema", "level", "timestamp"}
 _SCHEMA_DIR, _SCHEMA_WHY = resolve_schema_dir()
 POINTS: list[CrashPoint] = crash_points(_SCHEMA_DIR) if _SCHEMA_DIR is not None else []
-MATRIX_TEST = "test_crash_point_converges"
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def _crash(lab: CrashLab, db: AppDb, point: CrashPoint) -> None:
     """Run the real tool to the target with the interruption installed; leave only the vendor's objects."""
     with lab.server.admin_connect(db.name) as conn:
         install_interruption(conn, point)
-    crashed = run_tool(lab.tool, db, "update-schema", "-d", str(versioned_dir(lab.schema_dir, point.store)))
+    crashed = run_tool_binary(lab.tool, db, "update-schema", "-d", str(versioned_dir(lab.schema_dir, point.store)))
     with lab.server.admin_connect(db.name) as conn:
         seen = seen_statements(conn)
         remove_interruption(conn)
@@ -147,14 +148,19 @@ def test_crash_point_converges(
     db = crash_lab.copy(point.store, point.previous, point.id)
     try:
         _crash(crash_lab, db, point)
+        planned = run_migrator(db, "plan", "--schema", point.store)
+        assert planned.returncode == 0, planned.stderr[-3000:]
         done = run_migrator(db, "migrate", "--schema", point.store)
         failed = events_named(done.stderr, "run.failed")
         assert done.returncode == 0, f"{point.id}: exit {done.returncode}, run.failed={failed}\n{done.stderr[-3000:]}"
+        # The plan is the whole program: migrate did exactly the steps plan showed, in the same words.
+        done_steps = [{k: v for k, v in e.items() if k not in LOG_KEYS} for e in events_named(done.stderr, "step.done")]
+        assert done_steps == json.loads(planned.stdout)["steps"]
         newest = reference.history[-1]
         assert db.version_rows() == [(db.name, newest)]
         assert db.schema_dump() == reference.dump
+        assert db.invalid_indexes() == []
         with crash_lab.server.admin_connect(db.name) as conn:
-            assert invalid_indexes(conn) == []
             assert seed_rows(conn, list(reference.seeds)) == reference.seeds
         assert [new for _, new in db.history()] == reference.history
         repaired = events_named(done.stderr, "repair.statement")
@@ -170,45 +176,3 @@ def test_matrix_has_every_statement_boundary_and_every_unrecorded_version(schema
     assert len({p.id for p in POINTS}) == len(POINTS)
     # Pinned release v1.29.1: temporal v1.0..v1.18, visibility v1.0..v1.9.
     assert {p.store: p.version for p in POINTS if p.applied == 0} == {"temporal": "1.18", "visibility": "1.9"}
-
-
-# -- terminal summary ---------------------------------------------------------------------------------------
-
-
-def summarise(terminalreporter: Any) -> None:
-    """One line: crash points tried / converged (of the matrix's size) and the matrix's wall-clock duration."""
-    reports = [
-        report
-        for reports in terminalreporter.stats.values()
-        for report in reports
-        if isinstance(getattr(report, "nodeid", None), str)
-        and f"test_crash_matrix.py::{MATRIX_TEST}[" in report.nodeid
-        and getattr(report, "when", None) in ("setup", "call", "teardown")
-    ]
-    if not reports:
-        return
-    outcome: dict[str, str] = {}
-    for report in reports:
-        if report.when == "call" or report.outcome != "passed":
-            outcome.setdefault(report.nodeid, report.outcome)
-            if report.outcome != "passed":
-                outcome[report.nodeid] = report.outcome
-    tried = sum(1 for value in outcome.values() if value != "skipped")
-    converged = sum(1 for value in outcome.values() if value == "passed")
-    starts = [float(report.start) for report in reports if hasattr(report, "start")]
-    stops = [float(report.stop) for report in reports if hasattr(report, "stop")]
-    busy = sum(float(report.duration) for report in reports)
-    wall = max(stops) - min(starts) if starts and stops else 0.0
-    size = ""
-    if _SCHEMA_DIR is not None:
-        statements, versions = expected_count(_SCHEMA_DIR)
-        whole = "whole matrix" if tried == statements + versions else "NOT the whole matrix"
-        size = (
-            f" of {statements + versions} ({statements} statement boundaries + {versions} unrecorded versions; {whole})"
-        )
-    skipped = sum(1 for value in outcome.values() if value == "skipped")
-    terminalreporter.write_sep(
-        "=",
-        f"crash matrix: {tried} crash points tried{size}, {converged} converged, {tried - converged} failed, "
-        f"{skipped} skipped; {wall:.1f}s from the first to the last (wall clock), {busy:.1f}s of test time",
-    )

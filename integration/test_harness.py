@@ -7,8 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from integration.conftest import MakeDb, RunTool
-from integration.harness import AppDb, PgServer, log_events, normalise_dump, read_pins, versioned_dir
+from integration.harness import AppDb, MakeDb, PgServer, RunTool, log_events, normalise_dump, read_pins, versioned_dir
 
 
 def test_server_is_15_or_newer(pg_server: PgServer) -> None:

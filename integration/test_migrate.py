@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from integration.conftest import MakeDb, RunMigrator, RunTool, events_named
-from integration.harness import AppDb, Store
+from integration.harness import AppDb, MakeDb, RunMigrator, RunTool, Store, events_named
 from integration.scenarios import TARGETS, half_apply, reference_dump, tool_to, vendor_version
 
 
@@ -53,54 +52,6 @@ def test_upgrade_from_an_intermediate_version(
     assert app_db.schema_dump() == reference_dump(make_db, schema_dir, "temporal")
 
 
-# (store, version, statements applied before the crash): the partial states the bare tool cannot replay, plus
-# versions that ran completely without being recorded (a replay would reset column values).
-PARTIAL_STATES = [
-    ("temporal", "1.0", 3),  # seed row inserted: replay dies on duplicate key
-    ("temporal", "1.0", 1),  # "version 0.0 with tables present"
-    ("temporal", "1.4", 1),  # DROP column done: replay dies on "does not exist"
-    ("temporal", "1.8", 3),  # DROP TABLE done, version not recorded
-    ("temporal", "1.13", 1),
-    ("temporal", "1.16", 1),
-    ("temporal", "1.16", 2),  # complete but unrecorded: replay would reset data_encoding
-    ("visibility", "1.2", 8),  # two of seven DROP INDEX done
-    ("visibility", "1.6", 3),
-    ("visibility", "1.6", 8),  # complete but unrecorded: replay would reset root_workflow_id
-]
-
-
-@pytest.mark.parametrize(("store", "version", "applied"), PARTIAL_STATES, ids=str)
-def test_partial_state_is_repaired_to_a_clean_install(
-    store: Store,
-    version: str,
-    applied: int,
-    app_db: AppDb,
-    make_db: MakeDb,
-    run_migrator: RunMigrator,
-    schema_dir: Path,
-) -> None:
-    vendor = half_apply(app_db, schema_dir, store, version, applied)
-    # Trailing statements that leave no trace (ALTER COLUMN TYPE, ...) cannot be seen, so they run again.
-    seen = applied
-    while seen and not vendor.statements[seen - 1].effects:
-        seen -= 1
-    planned = run_migrator(app_db, "plan", "--schema", store)
-    steps = json.loads(planned.stdout)["steps"]
-    assert steps[0] == {
-        "action": "repair",
-        "version": version,
-        "applied_statements": seen,
-        "remaining_statements": len(vendor.statements) - seen,
-    }
-    done = run_migrator(app_db, "migrate", "--schema", store)
-    assert done.returncode == 0, done.stderr[-3000:]
-    repaired = events_named(done.stderr, "repair.statement")
-    assert [e["outcome"] for e in repaired] == ["skipped"] * seen + ["executed"] * (len(vendor.statements) - seen)
-    assert app_db.version_rows() == [(app_db.name, TARGETS[store])]
-    assert [new for _, new in app_db.history()].count(version) == 1
-    assert app_db.schema_dump() == reference_dump(make_db, schema_dir, store)
-
-
 def test_seed_row_is_neither_duplicated_nor_lost(app_db: AppDb, run_migrator: RunMigrator, schema_dir: Path) -> None:
     half_apply(app_db, schema_dir, "temporal", "1.0", 3)
     migrate(run_migrator, app_db, "temporal")
@@ -134,6 +85,12 @@ def test_the_bare_tool_fails_where_the_migrator_repairs(
     assert error in update.stderr
 
 
+ALTERS = (
+    "ALTER TABLE cluster_metadata DROP immutable_data;",
+    "ALTER TABLE cluster_metadata DROP immutable_data_encoding;",
+)
+
+
 def test_status_and_plan_change_nothing(app_db: AppDb, run_migrator: RunMigrator, schema_dir: Path) -> None:
     half_apply(app_db, schema_dir, "temporal", "1.4", 1)
     before = (app_db.schema_dump(), app_db.version_rows(), app_db.history())
@@ -143,7 +100,12 @@ def test_status_and_plan_change_nothing(app_db: AppDb, run_migrator: RunMigrator
     document = json.loads(status.stdout)
     assert (document["current_version"], document["state"], document["target_version"]) == ("1.3", "partial", "1.18")
     assert document["pending_versions"][0] == "1.4"
-    assert [step["action"] for step in json.loads(planned.stdout)["steps"]] == ["repair", "update-schema"]
+    assert json.loads(planned.stdout)["steps"] == [
+        {"action": "skip-statement", "version": "1.4", "statement": 1, "of": 2, "text": ALTERS[0]},
+        {"action": "run-statement", "version": "1.4", "statement": 2, "of": 2, "text": ALTERS[1]},
+        {"action": "record-version", "version": "1.4", "old_version": "1.3"},
+        {"action": "update-schema", "version": "1.18"},
+    ]
     assert (app_db.schema_dump(), app_db.version_rows(), app_db.history()) == before
 
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from integration.conftest import RunTool
-from integration.harness import AppDb, Store, versioned_dir
+from integration.harness import AppDb, RunTool, Store, versioned_dir
 from integration.scenarios import executed_statements
 from migrator.vendor import load_vendor_schema
 

@@ -13,9 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from integration.conftest import MakeDb, RunMigrator, StartMigrator, events_named
-from integration.harness import AppDb, Store, bring_to, run_tool_binary, versioned_dir
-from integration.scenarios import TARGETS, executed_statements
+from integration.harness import (
+    AppDb,
+    MakeDb,
+    RunMigrator,
+    StartMigrator,
+    Store,
+    events_named,
+    run_tool_binary,
+    versioned_dir,
+)
+from integration.scenarios import TARGETS, executed_statements, reference_dump
 from migrator.vendor import load_vendor_schema
 from migrator.versions import parse_version
 
@@ -24,7 +32,6 @@ NEXT_TARGETS: dict[Store, str] = {"temporal": "1.19", "visibility": "1.14"}
 # No run of the cross-release migration may take longer than this; a hang (a waiter's snapshot blocking the
 # holder's CREATE INDEX CONCURRENTLY) would.
 BOUNDED_SECONDS = 120
-_next_reference_dumps: dict[Store, str] = {}
 
 
 def next_env(db: AppDb, next_tool: Path, next_schema_dir: Path) -> dict[str, str]:
@@ -43,21 +50,8 @@ def vendor_versions(schema_dir: Path, store: Store) -> list[str]:
 
 
 def next_reference_dump(make_db: MakeDb, next_tool: Path, next_schema_dir: Path, store: Store) -> str:
-    """Schema of a clean install of the next release by its bare tool (once per store and worker)."""
-    if store not in _next_reference_dumps:
-        clean = make_db()
-        bring_to(next_tool, clean, next_schema_dir, store, None)
-        assert clean.version_rows() == [(clean.name, NEXT_TARGETS[store])]
-        _next_reference_dumps[store] = clean.schema_dump()
-    return _next_reference_dumps[store]
-
-
-def invalid_indexes(db: AppDb) -> list[str]:
-    with db.connect() as conn:
-        rows = conn.execute(
-            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid"
-        ).fetchall()
-    return [str(name) for (name,) in rows]
+    """Schema of a clean install of the next release by its bare tool."""
+    return reference_dump(make_db, next_schema_dir, store, tool=next_tool)
 
 
 def test_next_release_is_pinned_with_the_expected_targets(next_schema_dir: Path) -> None:
@@ -115,7 +109,7 @@ def test_upgrade_to_the_next_release_matches_its_clean_install(
     added = [new for _, new in history[len(before) :]]
     pending = [v for v in vendor_versions(next_schema_dir, store) if parse_version(v) > parse_version(TARGETS[store])]
     assert added == pending  # each new version once, in order
-    assert invalid_indexes(app_db) == []
+    assert app_db.invalid_indexes() == []
     assert app_db.schema_dump() == next_reference_dump(make_db, next_tool, next_schema_dir, store)
 
 
@@ -139,7 +133,7 @@ def test_concurrent_migrations_through_create_index_concurrently_do_not_hang(
     codes = [process.returncode for process in processes]
     assert codes == [0, 0, 0], [stderr[-1500:] for _, stderr in results]
     assert app_db.version_rows() == [(app_db.name, NEXT_TARGETS["visibility"])]
-    assert invalid_indexes(app_db) == []
+    assert app_db.invalid_indexes() == []
     runners = [stderr for _, stderr in results if events_named(stderr, "tool.started")]
     assert len(runners) == 1
     others = [stderr for _, stderr in results if stderr not in runners]

@@ -175,7 +175,8 @@ class TransientError(Exception):
 _TRANSIENT = frozenset(
     {errors.CannotConnectNow.sqlstate, errors.TooManyConnections.sqlstate, errors.InvalidCatalogName.sqlstate}
 )
-_VERBOSE_SQLSTATE = re.compile(r"^\S+:\s+([0-9A-Z]{5}):\s", re.MULTILINE)
+# "FATAL:  28P01: password authentication failed ..." (the severity word is localised, the code is not)
+_VERBOSE_SQLSTATE = re.compile(r"\w+:\s+((?=[A-Z]*[0-9])[0-9A-Z]{5}):\s")  # every SQLSTATE has a digit
 PQERRORS_VERBOSE = 2
 
 
@@ -222,8 +223,13 @@ def _rejection(conninfo: str, timeout: float) -> tuple[str | None, str]:
         message = pgconn.get_error_message()
     finally:
         pgconn.finish()
-    match = _VERBOSE_SQLSTATE.search(message)
-    return (match.group(1) if match else None), " ".join(message.split())
+    return sqlstate_of(message), " ".join(message.split())
+
+
+def sqlstate_of(verbose_message: str) -> str | None:
+    """The SQLSTATE in a VERBOSE libpq message (``... failed: FATAL:  53300: too many ...``), if any."""
+    match = _VERBOSE_SQLSTATE.search(verbose_message)
+    return match.group(1) if match else None
 
 
 def _classify(settings: Settings, password: str, error: psycopg.OperationalError, timeout: float) -> Exception:

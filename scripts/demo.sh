@@ -16,7 +16,7 @@ PGCLUSTER_DIR=""
 cleanup() {
     local rc=$?
     if [[ -n "$PGCLUSTER_DIR" ]]; then
-        "$PYTHON" -m integration.pgcluster stop --dir "$PGCLUSTER_DIR" || log "could not stop the cluster in $PGCLUSTER_DIR"
+        "$PYTHON" -m devtools.pgcluster stop --dir "$PGCLUSTER_DIR" || log "could not stop the cluster in $PGCLUSTER_DIR"
     fi
     finish
     return "$rc"
@@ -25,15 +25,15 @@ trap cleanup EXIT
 
 start_cluster() {
     local out
-    out="$("$PYTHON" -m integration.pgcluster start)"
+    out="$("$PYTHON" -m devtools.pgcluster start)"
     eval "$out" # shell-quoted KEY=VALUE lines: PGCLUSTER_DIR, _HOST, _PORT, _MAJOR, _ADMIN_USER, _ADMIN_PASSWORD
     log "PostgreSQL $PGCLUSTER_MAJOR on $PGCLUSTER_HOST:$PGCLUSTER_PORT (data in $PGCLUSTER_DIR)"
 }
 
 create_app_databases() {
-    TEMPORAL_PASSWORD="$("$PYTHON" -m integration.pgcluster create-app-db --dir "$PGCLUSTER_DIR" \
+    TEMPORAL_PASSWORD="$("$PYTHON" -m devtools.pgcluster create-app-db --dir "$PGCLUSTER_DIR" \
         --role temporal --database temporal)"
-    VISIBILITY_PASSWORD="$("$PYTHON" -m integration.pgcluster create-app-db --dir "$PGCLUSTER_DIR" \
+    VISIBILITY_PASSWORD="$("$PYTHON" -m devtools.pgcluster create-app-db --dir "$PGCLUSTER_DIR" \
         --role temporal_visibility --database temporal_visibility)"
     log "role temporal owns database temporal; role temporal_visibility owns database temporal_visibility"
 }

@@ -143,3 +143,16 @@ def test_the_lock_session_turns_off_every_server_timeout_and_keeps_alive() -> No
     }
     assert set(driver.LOCK_SESSION_SETTINGS.values()) == {"0"}
     assert driver.connection_kwargs(settings())["keepalives"] == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "sqlstate"),
+    [
+        ('connection to server at "h", port 5432 failed: FATAL:  53300: too many connections for role "t"', "53300"),
+        ('connection to server at "h", port 5432 failed: FATAL:  28P01: password authentication failed', "28P01"),
+        ('connection to server at "h", port 5432 failed: FATAL:  password authentication failed', None),
+        ('connection to server at "h", port 5432 failed: Connection refused', None),
+    ],
+)
+def test_the_sqlstate_is_read_from_a_verbose_message_only(message: str, sqlstate: str | None) -> None:
+    assert driver.sqlstate_of(message) == sqlstate

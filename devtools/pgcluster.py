@@ -4,9 +4,9 @@ Used by the pytest harness (``integration/conftest.py``) when neither an externa
 (``MIGRATOR_TEST_PG_URL``) nor a Docker engine is available, and by ``scripts/demo.sh`` through the
 command line::
 
-    python -m integration.pgcluster start              # prints KEY=VALUE lines (shell-quoted) and returns
-    python -m integration.pgcluster create-app-db --dir DIR --role temporal --database temporal
-    python -m integration.pgcluster stop --dir DIR     # stops the server and removes DIR
+    python -m devtools.pgcluster start              # prints KEY=VALUE lines (shell-quoted) and returns
+    python -m devtools.pgcluster create-app-db --dir DIR --role temporal --database temporal
+    python -m devtools.pgcluster stop --dir DIR     # stops the server and removes DIR
 
 The cluster listens on 127.0.0.1 only, on a free port, with ``scram-sha-256`` password authentication and
 durability switched off (it is thrown away). PostgreSQL refuses to run as root, so when we are root
@@ -349,7 +349,7 @@ def _identifier(value: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m integration.pgcluster", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.pgcluster", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="create and start a cluster; print shell KEY=VALUE lines")
     start.add_argument("--dir", type=Path, help="directory to create for it (default: a new temp dir)")
