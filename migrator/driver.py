@@ -245,7 +245,8 @@ def _classify(settings: Settings, password: str, error: psycopg.OperationalError
     if ping == pq.Ping.NO_ATTEMPT:
         return UsageError(f"the connection settings are invalid: {reason}")
     if ping != pq.Ping.OK:
-        if settings.tls and _ping({**kwargs, "sslmode": "disable"}) == pq.Ping.OK:
+        plain = {key: value for key, value in kwargs.items() if not key.startswith("ssl")}
+        if settings.tls and _ping({**plain, "sslmode": "disable"}) == pq.Ping.OK:
             return UsageError(
                 f"the server at {settings.host}:{settings.port} answers without TLS but not with it ({reason}); "
                 "drop --tls/SQL_TLS, or fix the server's TLS setup or the --tls-ca-file it is verified against"
