@@ -78,3 +78,15 @@ def executed_statements(tool_stderr: str) -> dict[str, list[str]]:
         elif current is not None:
             current.append(message)
     return executed
+
+
+def wrapped_tool(directory: Path, tool: Path, before: str = "", rewrite: str = "") -> Path:
+    """A stand-in for the tool: a shell script that runs ``before`` (e.g. ``sleep 3``), then the real tool with
+    its arguments, rewritten by the ``sed`` expression ``rewrite`` when given (one argument per line)."""
+    script = directory / "temporal-sql-tool"
+    run = f'exec "{tool}" "$@"'
+    if rewrite:
+        run = f'args=$(printf "%s\\n" "$@" | sed "{rewrite}")\nIFS="\n"\nexec "{tool}" $args'
+    script.write_text(f"#!/bin/sh\n{before}\n{run}\n")
+    script.chmod(0o755)
+    return script

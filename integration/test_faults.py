@@ -2,57 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from integration.harness import AppDb, MakeDb, RunMigrator, StartMigrator, Store, events_named
+from integration.harness import AppDb, EventStream, MakeDb, RunMigrator, StartMigrator, Store, events_named
 from integration.scenarios import TARGETS, half_apply, reference_dump
 from migrator.lock import lock_key
-
-
-class EventStream:
-    """Reads a running migrator's JSON log lines on a thread so a test can wait for one event."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        assert process.stderr is not None
-        threading.Thread(target=self._pump, args=(process.stderr,), daemon=True).start()
-
-    def _pump(self, stream: Any) -> None:
-        for line in stream:
-            self.lines.put(line)
-
-    def wait_for(self, name: str, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            self.seen.append(line)
-            try:
-                event: dict[str, Any] = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == name:
-                return event
-        raise AssertionError(f"no {name} event within {timeout}s: {''.join(self.seen)[-2000:]}")
-
-    def rest(self) -> str:
-        time.sleep(0.5)
-        while not self.lines.empty():
-            self.seen.append(self.lines.get())
-        return "".join(self.seen)
 
 
 def _start_until_update_runs(

@@ -99,10 +99,10 @@ def _run_plan(
     for step in steps:
         lock.ensure_held(f"step {step.action.value} {step.version}")
         _execute(driver, settings, tool=tool, vendor=vendor, step=step, report=report)
-        if step.action in (Action.SETUP, Action.UPDATE):
-            lock.ensure_held(f"the step after {step.action.value}")  # the tool ran unlocked if we lost it
         report.steps.append(step.to_dict())
         log.info("step.done", **step.to_dict())
+        if step.action in (Action.SETUP, Action.UPDATE):  # a tool run is long: was the lock held throughout?
+            lock.ensure_held(f"anything after {step.action.value} {step.version}")
 
 
 def _verify(driver: Driver, vendor: VendorSchema, target: VendorVersion, report: Report) -> State:
