@@ -8,6 +8,7 @@ import threading
 import time
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from devtools.pgcluster import free_port
@@ -107,14 +108,16 @@ class LateListener:
     """A loopback port that refuses connections until ``start()``, then forwards them to the real server:
     a PostgreSQL that comes up a few seconds after the migrator starts."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], host: str = "127.0.0.1") -> None:
         self.target = target
+        self.host = host
         self.port = free_port()
         self.server: socket.socket | None = None
         self.stopped = threading.Event()
 
     def start(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", self.port))
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self.server = socket.create_server((self.host, self.port), family=family)
         self.server.settimeout(0.2)
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -162,4 +165,20 @@ def test_server_that_comes_up_late_is_waited_for(app_db: AppDb, run_migrator: Ru
         listener.stop()
     assert done.returncode == 0, done.stderr[-2000:]
     assert events_named(done.stderr, "db.retrying")
+    assert app_db.version_rows() == [(app_db.name, "1.18")]
+
+
+@pytest.mark.parametrize("spelling", ["::1", "[::1]"])
+def test_an_ipv6_host_works_in_both_spellings(spelling: str, app_db: AppDb, run_migrator: RunMigrator) -> None:
+    """main: "::1" reached libpq but the tool said "invalid host and port"; "[::1]" never reached libpq."""
+    listener = LateListener((app_db.server.host, app_db.server.port), host="::1")  # the server over IPv6
+    listener.start()
+    try:
+        done = run_migrator(
+            app_db, "migrate", "--schema", "temporal", env=app_db.env(SQL_HOST=spelling, SQL_PORT=str(listener.port))
+        )
+    finally:
+        listener.stop()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert events_named(done.stderr, "tool.started")[0]["argv"][1:3] == ["--ep", "[::1]"]
     assert app_db.version_rows() == [(app_db.name, "1.18")]
