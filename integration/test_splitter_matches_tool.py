@@ -1,22 +1,24 @@
-"""The repair runs the statements the tool would run: compare our split with what the real tool executes."""
+"""The repair runs the statements the tool would run: compare our split with what the real tool executes, for
+each release the suite has a tool of (the pinned one and the next one)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from integration.harness import AppDb, RunTool, Store, versioned_dir
+from integration.ci import unavailable
+from integration.harness import AppDb, Release, Store, resolve_schema_dir, resolve_tool, run_tool_binary, versioned_dir
 from integration.scenarios import executed_statements
 from migrator.vendor import load_vendor_schema
 
 
+@pytest.mark.parametrize("release", ["pinned", "next"])
 @pytest.mark.parametrize("store", ["temporal", "visibility"])
-def test_every_statement_equals_the_one_the_tool_runs(
-    store: Store, app_db: AppDb, run_tool: RunTool, schema_dir: Path
-) -> None:
-    assert run_tool(app_db, "setup-schema", "-v", "0.0").returncode == 0
-    update = run_tool(app_db, "update-schema", "-d", str(versioned_dir(schema_dir, store)))
+def test_every_statement_equals_the_one_the_tool_runs(release: Release, store: Store, app_db: AppDb) -> None:
+    (tool, tool_why), (schema_dir, tree_why) = resolve_tool(release), resolve_schema_dir(release)
+    if tool is None or schema_dir is None:
+        unavailable(tool_why if tool is None else tree_why)
+    assert run_tool_binary(tool, app_db, "setup-schema", "-v", "0.0").returncode == 0
+    update = run_tool_binary(tool, app_db, "update-schema", "-d", str(versioned_dir(schema_dir, store)))
     assert update.returncode == 0, update.stderr[-2000:]
     executed = executed_statements(update.stderr)
     vendor = load_vendor_schema(schema_dir, store)

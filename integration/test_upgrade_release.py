@@ -20,11 +20,9 @@ from integration.harness import (
     StartMigrator,
     Store,
     events_named,
-    run_tool_binary,
     versioned_dir,
 )
-from integration.scenarios import TARGETS, executed_statements, reference_dump
-from migrator.vendor import load_vendor_schema
+from integration.scenarios import TARGETS, reference_dump
 from migrator.versions import parse_version
 
 # Schema versions of the release pinned as TEMPORAL_NEXT_VERSION (v1.31.x).
@@ -57,33 +55,6 @@ def next_reference_dump(make_db: MakeDb, next_tool: Path, next_schema_dir: Path,
 def test_next_release_is_pinned_with_the_expected_targets(next_schema_dir: Path) -> None:
     for store in ("temporal", "visibility"):
         assert vendor_versions(next_schema_dir, store)[-1] == NEXT_TARGETS[store]
-
-
-@pytest.mark.parametrize("store", ["temporal", "visibility"])
-def test_every_statement_of_the_next_tree_is_recognised(store: Store, next_schema_dir: Path) -> None:
-    vendor = load_vendor_schema(next_schema_dir, store)
-    assert vendor.newest.name == NEXT_TARGETS[store]
-    unrecognised = [
-        (item.name, statement.text)
-        for item in vendor.versions
-        for statement in item.statements
-        if not statement.recognised
-    ]
-    assert unrecognised == []
-
-
-@pytest.mark.parametrize("store", ["temporal", "visibility"])
-def test_splitter_equals_what_the_next_tool_runs(
-    store: Store, app_db: AppDb, next_tool: Path, next_schema_dir: Path
-) -> None:
-    assert run_tool_binary(next_tool, app_db, "setup-schema", "-v", "0.0").returncode == 0
-    update = run_tool_binary(next_tool, app_db, "update-schema", "-d", str(versioned_dir(next_schema_dir, store)))
-    assert update.returncode == 0, update.stderr[-2000:]
-    executed = executed_statements(update.stderr)
-    assert list(executed) == vendor_versions(next_schema_dir, store)
-    vendor = load_vendor_schema(next_schema_dir, store)
-    ours = {item.name: [" ".join(s.text.split()) for s in item.statements] for item in vendor.versions}
-    assert executed == ours
 
 
 @pytest.mark.parametrize("store", ["temporal", "visibility"])

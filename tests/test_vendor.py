@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from integration.ci import unavailable
+from integration.harness import Release, resolve_schema_dir
 from migrator.errors import UsageError
 from migrator.vendor import STORES, load_vendor_schema, versioned_dir
 
@@ -75,17 +75,13 @@ def test_tree_without_versions_is_refused(tmp_path: Path) -> None:
         load_vendor_schema(tmp_path, "temporal")
 
 
-def pinned_schema_dir() -> Path:
-    value = os.environ.get("TEMPORAL_SCHEMA_DIR")
-    if not value:
-        unavailable("TEMPORAL_SCHEMA_DIR is not set: scripts/test.sh exports it after building the tool")
-    return Path(value)
-
-
+@pytest.mark.parametrize("release", ["pinned", "next"])
 @pytest.mark.parametrize("store", STORES)
-def test_every_statement_of_the_pinned_release_is_understood(store: str) -> None:
+def test_every_statement_of_each_release_is_understood(release: Release, store: str) -> None:
     """Every vendor statement splits, and has known effects or is a known harmless re-run."""
-    root = pinned_schema_dir()
+    root, why = resolve_schema_dir(release)
+    if root is None:
+        unavailable(why)
     vendor = load_vendor_schema(root, store)
     unknown = [s.text for s in vendor.all_statements() if not s.recognised]
     assert unknown == []
