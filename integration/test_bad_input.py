@@ -32,6 +32,12 @@ class World:
         with db.server.admin_connect(db.name) as conn:
             conn.execute(statement)
 
+    def at_1_10_then(self, statement: sql.SQL) -> AppDb:
+        """A database at 1.10 that an administrator then changed with ``statement``."""
+        db = self.at_1_10()
+        self.admin_sql(db, statement)
+        return db
+
 
 @dataclass(frozen=True)
 class Case:
@@ -71,34 +77,9 @@ def _read_only(world: World) -> AppDb:
     return db
 
 
-def _no_connect(world: World) -> AppDb:
-    db = world.make_db("app_other")
-    world.admin_sql(db, sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC, app").format(sql.Identifier(db.name)))
-    return db
-
-
-def _version_table_of_another_role(world: World) -> AppDb:
-    """As when an old hook ran the tool as ``postgres``: schema_version is not the app role's to read."""
-    db = world.at_1_10()
-    world.admin_sql(db, sql.SQL("ALTER TABLE schema_version OWNER TO app_other"))
-    return db
-
-
 def _visibility_at_1_9(world: World) -> AppDb:
     db = world.make_db()
     tool_to(db, world.schema_dir, "visibility", "1.9")
-    return db
-
-
-def _bad_version(world: World) -> AppDb:
-    db = world.at_1_10()
-    world.admin_sql(db, sql.SQL("UPDATE schema_version SET curr_version = '1.10-hotfix'"))
-    return db
-
-
-def _foreign_row(world: World) -> AppDb:
-    db = world.at_1_10()
-    world.admin_sql(db, sql.SQL("UPDATE schema_version SET db_name = 'temporal_restored'"))
     return db
 
 
@@ -108,9 +89,18 @@ CASES: dict[str, Case] = {
     "manifest-mismatch": Case(2, "does not match directory v1.11", env=_damaged_tree),
     "tls-to-plain-server": Case(2, "drop --tls", env=lambda w, d: {"SQL_TLS": "true"}),
     "read-only-database": Case(4, "read-only", prepare=_read_only),
-    "version-table-of-another-role": Case(4, "SQLSTATE 42501", prepare=_version_table_of_another_role),
-    "unparseable-version": Case(6, "not a version", prepare=_bad_version),
-    "tables-without-version-row": Case(6, "temporal_restored", prepare=_foreign_row),
+    # as when an old hook ran the tool as postgres: schema_version is not the app role's to read
+    "version-table-of-another-role": Case(
+        4, "SQLSTATE 42501", prepare=lambda w: w.at_1_10_then(sql.SQL("ALTER TABLE schema_version OWNER TO app_other"))
+    ),
+    "unparseable-version": Case(
+        6, "not a version", prepare=lambda w: w.at_1_10_then(sql.SQL("UPDATE schema_version SET curr_version = '1.x'"))
+    ),
+    "tables-without-version-row": Case(
+        6,
+        "temporal_restored",
+        prepare=lambda w: w.at_1_10_then(sql.SQL("UPDATE schema_version SET db_name = 'temporal_restored'")),
+    ),
     "visibility-store-in-the-default-stores-database": Case(6, "separate databases", ("--schema", "visibility")),
     "default-store-in-the-visibility-stores-database": Case(6, "separate databases", prepare=_visibility_at_1_9),
 }

@@ -117,6 +117,7 @@ def _run(settings: Settings) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run, and map the outcome to an exit status (the only place that does)."""
+    logs.forget_secrets()
     logs.configure(secrets=[os.environ.get("SQL_PASSWORD")])
     settings: Settings | None = None
     traceback = False

@@ -22,8 +22,13 @@ def add_secret(secret: str | None) -> None:
         _secrets.add(secret)
 
 
+def forget_secrets() -> None:
+    """Start a run with no secrets of an earlier one (main() may be called more than once in a process)."""
+    _secrets.clear()
+
+
 def redact(text: str) -> str:
-    for secret in _secrets:
+    for secret in sorted(_secrets, key=len, reverse=True):  # "abcdef" before "abc", or "***def" would remain
         text = text.replace(secret, REDACTED)
     return text
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from migrator import cli, errors
+from migrator import cli, errors, logs
 from migrator.errors import ExitStatus
 from migrator.executor import Report, RunFailed
 
@@ -189,3 +189,12 @@ def test_sigint_and_sigterm_end_the_run_with_one_line(
     assert cli.main(["status"]) == status
     assert signal.Signals(signum).name in failure(capsys)["error"]
     assert signal.getsignal(signum) == before  # main() leaves the process's handlers as it found them
+
+
+def test_overlapping_secrets_are_redacted_whole() -> None:
+    logs.forget_secrets()
+    logs.add_secret("abc")
+    logs.add_secret("abcdef")
+    assert logs.redact("x abcdef y abc") == "x *** y ***"
+    logs.forget_secrets()
+    assert logs.redact("abcdef") == "abcdef"
