@@ -80,15 +80,6 @@ def test_schema_dumps_of_identical_setups_are_equal(make_db: MakeDb, run_tool: R
     assert dumps[0] == dumps[1]
 
 
-def test_env_carries_connection_and_paths(app_db: AppDb) -> None:
-    env = app_db.env(MIGRATOR_SCHEMA="visibility")
-    assert env["SQL_DATABASE"] == app_db.name
-    assert env["SQL_PORT"] == str(app_db.server.port)
-    assert env["SQL_PLUGIN"] == "postgres12"
-    assert env["MIGRATOR_LOG_FORMAT"] == "json"
-    assert env["MIGRATOR_SCHEMA"] == "visibility"
-
-
 def test_pins_and_helpers() -> None:
     pins = read_pins()
     assert pins["TEMPORAL_VERSION"].startswith("v")
