@@ -223,7 +223,8 @@ def _rejection(conninfo: str, timeout: float) -> tuple[str | None, str]:
         message = pgconn.get_error_message()
     finally:
         pgconn.finish()
-    return sqlstate_of(message), " ".join(message.split())
+    reason = message.split("LOCATION:")[0]  # VERBOSE adds the server's source location: noise to a reader
+    return sqlstate_of(message), " ".join(reason.split())
 
 
 def sqlstate_of(verbose_message: str) -> str | None:
