@@ -13,7 +13,7 @@ from pathlib import Path
 from psycopg import sql
 
 from integration.harness import AppDb, EventStream, RunMigrator, StartMigrator, events_named
-from integration.scenarios import TARGETS, wrapped_tool
+from integration.scenarios import TARGETS, half_apply, wrapped_tool
 
 
 def test_idle_session_timeout_cannot_end_the_lock_session_during_a_slow_tool_run(
@@ -79,3 +79,31 @@ def test_ctrl_c_during_migrate_stops_the_tool_and_ends_with_one_line_and_exit_13
     assert json.loads(terminated.read_text())["exit_code"] == 130
     again = run_migrator(app_db, "migrate", "--schema", "temporal")
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_sigterm_during_a_repair_statement_cancels_it_in_the_server(
+    app_db: AppDb, start_migrator: StartMigrator, schema_dir: Path
+) -> None:
+    """main: the statement went on in the server after the migrator (and its lock) were gone."""
+    half_apply(app_db, schema_dir, "temporal", "1.4", 1)  # the repair runs v1.4's second ALTER itself
+    with app_db.server.admin_connect(app_db.name) as holder:
+        holder.autocommit = False
+        holder.execute("SELECT * FROM cluster_metadata")  # a reader's lock: the ALTER waits behind it
+        process = start_migrator(app_db, "migrate", "--schema", "temporal")
+        stream = EventStream(process)
+        assert stream.wait_for("repair.statement")["outcome"] == "skipped"
+        assert stream.wait_for("repair.statement")["outcome"] == "executed"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 143
+        holder.rollback()
+    with app_db.server.admin_connect(app_db.name) as conn:
+        busy = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = 'temporal-migrator'",
+            (app_db.name,),
+        ).fetchone()
+        column = conn.execute(
+            "SELECT count(*) FROM information_schema.columns"
+            " WHERE table_name = 'cluster_metadata' AND column_name = 'immutable_data_encoding'"
+        ).fetchone()
+    assert busy == (0,)
+    assert column == (1,)  # the cancelled ALTER did not run once the reader let go

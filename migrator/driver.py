@@ -390,13 +390,25 @@ class Driver:
         statement = query.as_bytes(self.conn) if isinstance(query, sql.Composable) else query.encode()
         return self.conn.execute(statement, params).fetchall()
 
+    @contextlib.contextmanager
+    def _cancelled_if_interrupted(self) -> Iterator[None]:
+        """SIGTERM/SIGINT raise out of a running statement: cancel it in the server too (psycopg does that only
+        for KeyboardInterrupt), so no DDL of ours goes on after the lock is released."""
+        try:
+            yield
+        except MigratorError:
+            if self.conn.pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
+                with contextlib.suppress(psycopg.Error):
+                    self.conn.cancel_safe(timeout=5)
+            raise
+
     def execute(self, text: str, doing: str) -> None:
         """Run one vendor statement verbatim (its own autocommit, as the tool runs it)."""
-        with translated(doing):
+        with self._cancelled_if_interrupted(), translated(doing):
             self.conn.execute(text.encode())
 
     def drop_index(self, name: str) -> None:
-        with translated(f"dropping INVALID index {name}"):
+        with self._cancelled_if_interrupted(), translated(f"dropping INVALID index {name}"):
             self.conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
 
     def record_version(self, version: VendorVersion, old_version: str | None) -> None:
