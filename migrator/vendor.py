@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import structlog
 from packaging.version import Version
 
 from migrator.errors import UsageError
@@ -23,6 +24,7 @@ from migrator.statements import Statement, describe
 from migrator.versions import parse_version
 
 STORES = ("temporal", "visibility")
+log = structlog.get_logger("migrator.vendor")
 _VERSION_DIR = re.compile(r"^v[\d.]+")
 
 
@@ -144,6 +146,19 @@ def _read_version(directory: Path) -> VendorVersion:
     )
 
 
+def _is_version_dir(path: Path) -> bool:
+    """The tool's rule: a directory named like ``v1.2``; one that is not a version (``v1.2.bak``) is skipped with
+    a warning, as the tool skips it."""
+    if not path.is_dir() or not _VERSION_DIR.match(path.name):
+        return False
+    try:
+        parse_version(path.name[1:])
+    except ValueError:
+        log.warning("vendor.directory_skipped", directory=str(path), reason="not a version, as the tool skips it")
+        return False
+    return True
+
+
 def load_vendor_schema(schema_dir: Path, store: str, *, with_other: bool = True) -> VendorSchema:
     """Read and validate every version directory of ``store`` (errors are usage errors: exit 2), and the other
     store's tree beside it when there is one (see `VendorSchema.foreign_tables`)."""
@@ -154,7 +169,7 @@ def load_vendor_schema(schema_dir: Path, store: str, *, with_other: bool = True)
             "(in the admin-tools image: /etc/temporal/schema)"
         )
     versions = sorted(
-        (_read_version(child) for child in root.iterdir() if child.is_dir() and _VERSION_DIR.match(child.name)),
+        (_read_version(child) for child in root.iterdir() if _is_version_dir(child)),
         key=lambda item: item.version,
     )
     if not versions:

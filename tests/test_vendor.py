@@ -34,6 +34,12 @@ def test_only_files_listed_in_the_manifest_are_read(mini_schema_dir: Path) -> No
     assert [s.text for s in vendor.newest.statements] == ["CREATE TABLE later (id INT);"]
 
 
+def test_a_directory_that_is_not_a_version_is_skipped_as_the_tool_skips_it(mini_schema_dir: Path) -> None:
+    (versioned_dir(mini_schema_dir, "temporal") / "v1.2.bak").mkdir()
+    vendor = load_vendor_schema(mini_schema_dir, "temporal")
+    assert [item.name for item in vendor.versions] == ["1.0", "1.1", "1.2", "1.10"]
+
+
 def test_missing_tree_names_the_flag(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--schema-dir"):
         load_vendor_schema(tmp_path, "temporal")
