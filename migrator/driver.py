@@ -242,6 +242,8 @@ def _classify(settings: Settings, password: str, error: psycopg.OperationalError
             f"the server asks a password for role {settings.user!r} and none was given ({reason}); "
             "set SQL_PASSWORD from the role's Secret"
         )
+    if isinstance(error, errors.ConnectionTimeout):  # no answer within the attempt: asking again costs as long
+        return TransientError(reason)
     ping = _ping(kwargs)
     if ping == pq.Ping.NO_ATTEMPT:
         return UsageError(f"the connection settings are invalid: {reason}")

@@ -83,6 +83,12 @@ def test_no_answer_is_retried(server: dict[str, Any]) -> None:
     assert isinstance(classify(), driver.TransientError)
 
 
+def test_a_timed_out_attempt_is_retried_without_asking_again(server: dict[str, Any]) -> None:
+    server["ping"] = pq.Ping.NO_ATTEMPT  # would be a usage error, had it been asked
+    timed_out = errors.ConnectionTimeout("connection timeout expired")
+    assert isinstance(driver._classify(settings(), "pw", timed_out, 2), driver.TransientError)
+
+
 @pytest.mark.parametrize(("sqlstate", "fix"), [("28P01", "password in the Secret"), ("42501", "GRANT CONNECT")])
 def test_authentication_and_connect_privilege_fail_fast_with_the_servers_reason(
     server: dict[str, Any], sqlstate: str, fix: str
