@@ -29,7 +29,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from integration.harness import PgServer, Store, resolve_schema_dir
+from integration.databases import PgServer
+from integration.harness import Store, resolve_schema_dir
 from migrator.statements import Statement
 from migrator.vendor import load_vendor_schema
 

@@ -24,18 +24,9 @@ import pytest
 from devtools.pgcluster import create_database, derived_password, drop_database, ensure_login_role
 from integration.ci import unavailable
 from integration.crashpoints import summarise
-from integration.harness import (
-    AppDb,
-    MakeDb,
-    PgServer,
-    RunMigrator,
-    RunTool,
-    StartMigrator,
-    migrator_argv,
-    resolve_schema_dir,
-    resolve_tool,
-    run_tool_binary,
-)
+from integration.databases import AppDb, MakeDb, PgServer
+from integration.harness import resolve_schema_dir, resolve_tool
+from integration.processes import RunMigrator, RunTool, StartMigrator, migrator_argv, run_tool_binary
 from integration.servers import provide_server
 
 HERE = Path(__file__).resolve().parent

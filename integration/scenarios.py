@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from integration.harness import AppDb, MakeDb, Store, bring_to
+from integration.databases import AppDb, MakeDb
+from integration.harness import Store
+from integration.processes import bring_to
 from migrator.tool import parse_line
 from migrator.vendor import VendorVersion, load_vendor_schema
 from migrator.versions import parse_version

@@ -18,7 +18,8 @@ import psycopg
 
 from devtools.pgcluster import MAX_CONNECTIONS, MIN_MAJOR, ClusterError, LocalCluster, find_server_bin
 from integration.ci import unavailable
-from integration.harness import PgServer, read_pins, server_from_url, server_major
+from integration.databases import PgServer, server_from_url, server_major
+from integration.harness import read_pins
 
 
 def _docker_answers(timeout: float = 3.0) -> bool:

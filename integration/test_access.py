@@ -12,7 +12,8 @@ import pytest
 from psycopg import sql
 
 from devtools.pgcluster import free_port
-from integration.harness import AppDb, MakeDb, RunMigrator, events_named
+from integration.databases import AppDb, MakeDb
+from integration.processes import RunMigrator, events_named
 from migrator.lock import lock_key
 
 

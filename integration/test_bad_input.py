@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from integration.harness import AppDb, MakeDb, RunMigrator, RunTool, events_named, versioned_dir
+from integration.databases import AppDb, MakeDb
+from integration.harness import versioned_dir
+from integration.processes import RunMigrator, RunTool, events_named
 from integration.scenarios import tool_to
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from integration.harness import AppDb, RunMigrator, StartMigrator, events_named
+from integration.databases import AppDb
+from integration.processes import RunMigrator, StartMigrator, events_named
 
 
 def test_wait_returns_once_another_process_has_migrated(

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from psycopg import sql
 
-from integration.harness import AppDb, PgServer, RunMigrator, events_named
+from integration.databases import AppDb, PgServer
+from integration.processes import RunMigrator, events_named
 from integration.scenarios import TARGETS
 
 PrivateDb = Callable[..., AppDb]

@@ -36,17 +36,9 @@ from integration.crashpoints import (
     seed_tables,
     seen_statements,
 )
-from integration.harness import (
-    AppDb,
-    PgServer,
-    RunMigrator,
-    Store,
-    bring_to,
-    events_named,
-    resolve_schema_dir,
-    run_tool_binary,
-    versioned_dir,
-)
+from integration.databases import AppDb, PgServer
+from integration.harness import Store, resolve_schema_dir, versioned_dir
+from integration.processes import RunMigrator, bring_to, events_named, run_tool_binary
 from migrator.vendor import load_vendor_schema
 
 LOG_KEYS = {"event", "database", "schema", "level", "timestamp"}

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from integration.harness import AppDb, EventStream, MakeDb, RunMigrator, StartMigrator, Store, events_named
+from integration.databases import AppDb, MakeDb
+from integration.harness import Store
+from integration.processes import EventStream, RunMigrator, StartMigrator, events_named
 from integration.scenarios import TARGETS, half_apply, reference_dump
 from migrator.lock import lock_key
 

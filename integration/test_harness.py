@@ -7,7 +7,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from integration.harness import AppDb, MakeDb, PgServer, RunTool, log_events, normalise_dump, read_pins, versioned_dir
+from integration.databases import AppDb, MakeDb, PgServer, normalise_dump
+from integration.harness import read_pins, versioned_dir
+from integration.processes import RunTool, log_events
 
 
 def test_server_is_15_or_newer(pg_server: PgServer) -> None:

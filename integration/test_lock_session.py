@@ -12,7 +12,8 @@ from pathlib import Path
 
 from psycopg import sql
 
-from integration.harness import AppDb, EventStream, RunMigrator, StartMigrator, events_named
+from integration.databases import AppDb
+from integration.processes import EventStream, RunMigrator, StartMigrator, events_named
 from integration.scenarios import TARGETS, half_apply, wrapped_tool
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from integration.harness import AppDb, MakeDb, RunMigrator, RunTool, Store, events_named
+from integration.databases import AppDb, MakeDb
+from integration.harness import Store
+from integration.processes import RunMigrator, RunTool, events_named
 from integration.scenarios import TARGETS, half_apply, reference_dump, tool_to, vendor_version
 
 

@@ -16,7 +16,9 @@ import pytest
 from psycopg import errors, sql
 
 from devtools.pgcluster import create_database, drop_database
-from integration.harness import AppDb, MakeDb, RunMigrator, events_named, versioned_dir
+from integration.databases import AppDb, MakeDb
+from integration.harness import versioned_dir
+from integration.processes import RunMigrator, events_named
 from integration.scenarios import TARGETS, reference_dump, tool_to, wrapped_tool
 from migrator.vendor import load_vendor_schema
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from integration.ci import unavailable
-from integration.harness import AppDb, Release, Store, resolve_schema_dir, resolve_tool, run_tool_binary, versioned_dir
+from integration.databases import AppDb
+from integration.harness import Release, Store, resolve_schema_dir, resolve_tool, versioned_dir
+from integration.processes import run_tool_binary
 from integration.scenarios import executed_statements
 from migrator.vendor import load_vendor_schema
 

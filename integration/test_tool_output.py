@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from integration.harness import AppDb, RunMigrator, events_named
+from integration.databases import AppDb
+from integration.processes import RunMigrator, events_named
 
 
 def test_every_tool_output_event_carries_the_database_and_the_store(app_db: AppDb, run_migrator: RunMigrator) -> None:

@@ -13,15 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from integration.harness import (
-    AppDb,
-    MakeDb,
-    RunMigrator,
-    StartMigrator,
-    Store,
-    events_named,
-    versioned_dir,
-)
+from integration.databases import AppDb, MakeDb
+from integration.harness import Store, versioned_dir
+from integration.processes import RunMigrator, StartMigrator, events_named
 from integration.scenarios import TARGETS, reference_dump
 from migrator.versions import parse_version
 
