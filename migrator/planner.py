@@ -233,7 +233,8 @@ def plan(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
         return refuse(
             f"v{first.name} is partly applied ({progress.applied} of {len(first.statements)} statements) and holds a "
             f"statement whose effect the migrator cannot check, so it cannot tell what a repair must run: "
-            f"{' '.join(unknown.text.split())[:200]}; finish that version by hand, then run migrate; changed nothing"
+            f"{' '.join(unknown.text.split())[:200].rstrip(';')}; finish that version by hand, then run migrate; "
+            "changed nothing"
         )
     repair = repair_steps(first, progress.applied, state.version)
     rest = () if first is target else update
