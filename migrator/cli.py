@@ -18,9 +18,11 @@ from typing import Any, NoReturn
 import structlog
 
 from migrator import __version__, logs
+from migrator.createdb import ensure_database
 from migrator.errors import ExitStatus, MigratorError, Terminated, UnsafeStateError, UsageError
 from migrator.executor import inspect, migrate, wait
 from migrator.planner import access_problem, resolve_target
+from migrator.render import default_output, render
 from migrator.settings import COMMANDS, OPTIONS, Settings, build_settings, resolve_tool
 from migrator.vendor import load_vendor_schema
 
@@ -73,6 +75,8 @@ def _run(settings: Settings) -> dict[str, Any]:
     target = resolve_target(vendor, settings.target)
     if settings.command == "migrate":
         tool = resolve_tool(settings.tool)
+        if settings.create_database:
+            ensure_database(settings)
         report = migrate(settings, tool, vendor, target)
         return {
             "from_version": report.from_version,
@@ -88,7 +92,7 @@ def _run(settings: Settings) -> dict[str, Any]:
     if settings.command == "plan":
         document["steps"] = [step.to_dict() for step in planned.steps]
         document["blocked"] = access_problem(state, planned)
-    print(json.dumps(document, indent=2))
+    print(render(document, settings.output or default_output(sys.stdout)))
     if settings.command == "plan" and planned.refusal:
         raise UnsafeStateError(planned.refusal)
     return {"state": document["state"], "current_version": document["current_version"]}
