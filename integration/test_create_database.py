@@ -1,0 +1,112 @@
+"""``migrate --create-database`` on the real PostgreSQL and tool, as non-superuser roles with and without CREATEDB."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from integration.conftest import AppDb, PgServer, RunMigrator, events_named
+from integration.harness import resolve_schema_dir, resolve_tool
+from integration.pgcluster import derived_password, drop_database, ensure_login_role
+from migrator.vendor import load_vendor_schema
+
+CREATOR = "app_creator"
+
+MissingDb = Callable[[str], AppDb]
+
+
+@pytest.fixture(scope="session")
+def creator_role(pg_server: PgServer) -> str:
+    """A CloudNativePG-like login role that also has CREATEDB (and nothing else)."""
+    with pg_server.admin_connect() as conn:
+        ensure_login_role(conn, CREATOR, derived_password(pg_server.admin_password, CREATOR))
+        conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(CREATOR)))
+    return CREATOR
+
+
+@pytest.fixture
+def missing_db(pg_server: PgServer, app_roles: dict[str, str], creator_role: str) -> Iterator[MissingDb]:
+    """A database name that does not exist yet (mixed case and a dash: it must be quoted), seen as ``user``."""
+    names: list[str] = []
+    passwords = {**app_roles, creator_role: derived_password(pg_server.admin_password, creator_role)}
+
+    def make(user: str) -> AppDb:
+        names.append(f"mt_Create-Db_{uuid.uuid4().hex[:8]}")
+        tool, _ = resolve_tool()
+        schemas, _ = resolve_schema_dir()
+        return AppDb(pg_server, names[-1], user, passwords[user], tool=tool, schema_dir=schemas, owner=user)
+
+    yield make
+    with pg_server.admin_connect() as conn:
+        for name in names:
+            drop_database(conn, name)
+
+
+def owner_of(server: PgServer, name: str) -> str | None:
+    with server.admin_connect() as conn:
+        row = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def newest(db: AppDb) -> str:
+    assert db.schema_dir is not None
+    return load_vendor_schema(db.schema_dir, "temporal").newest.name
+
+
+def test_with_createdb_the_database_is_created_then_migrated(
+    missing_db: MissingDb, run_migrator: RunMigrator, creator_role: str
+) -> None:
+    db = missing_db(creator_role)
+    first = run_migrator(db, "migrate", "--create-database")
+    assert first.returncode == 0, first.stderr
+    assert owner_of(db.server, db.name) == creator_role
+    assert [event["owner"] for event in events_named(first.stderr, "database.created")] == [creator_role]
+    assert db.version_rows() == [(db.name, newest(db))]
+    with db.connect() as conn:  # the creator owns public (PostgreSQL 15): Temporal's tables are its own
+        assert conn.execute("SELECT count(*) FROM namespace_metadata").fetchone() == (1,)
+
+    again = run_migrator(db, "migrate", env=db.env(MIGRATOR_CREATE_DATABASE="true"))
+    assert again.returncode == 0, again.stderr
+    assert events_named(again.stderr, "database.created") == []
+    assert events_named(again.stderr, "tool.started") == []
+
+
+def test_without_createdb_exit_4_names_the_fix_and_creates_nothing(
+    missing_db: MissingDb, run_migrator: RunMigrator
+) -> None:
+    db = missing_db("app")
+    result = run_migrator(db, "migrate", "--create-database", "--connect-timeout", "5")
+    assert result.returncode == 4, result.stderr
+    [failed] = events_named(result.stderr, "run.failed")
+    assert f'CREATE DATABASE "{db.name}" OWNER "app"' in failed["error"]
+    assert 'ALTER ROLE "app" CREATEDB' in failed["error"]
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert db.password not in result.stderr + result.stdout
+    assert owner_of(db.server, db.name) is None
+
+
+def test_an_existing_database_is_left_to_migrate_even_without_createdb(
+    app_db: AppDb, run_migrator: RunMigrator
+) -> None:
+    with app_db.connect() as conn:  # a row of our own: the database must be the same one afterwards
+        conn.execute("CREATE TABLE app_notes (id int)")
+        conn.execute("INSERT INTO app_notes VALUES (7)")
+    result = run_migrator(app_db, "migrate", "--create-database")
+    assert result.returncode == 0, result.stderr
+    assert events_named(result.stderr, "database.created") == []
+    assert app_db.version_rows() == [(app_db.name, newest(app_db))]
+    with app_db.connect() as conn:
+        assert conn.execute("SELECT id FROM app_notes").fetchall() == [(7,)]
+
+
+def test_without_the_flag_a_missing_database_is_not_created(missing_db: MissingDb, run_migrator: RunMigrator) -> None:
+    db = missing_db(CREATOR)
+    result = run_migrator(db, "migrate", "--connect-timeout", "2")
+    assert result.returncode == 3, result.stderr
+    assert owner_of(db.server, db.name) is None
+    with pytest.raises(psycopg.OperationalError):
+        db.connect().close()
