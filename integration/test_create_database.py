@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 
 from integration.conftest import AppDb, PgServer, RunMigrator, events_named
-from integration.harness import resolve_schema_dir, resolve_tool
+from integration.harness import Store, resolve_schema_dir, resolve_tool
 from integration.pgcluster import derived_password, drop_database, ensure_login_role
 from migrator.vendor import load_vendor_schema
 
@@ -52,24 +52,34 @@ def owner_of(server: PgServer, name: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def newest(db: AppDb) -> str:
+def newest(db: AppDb, store: Store = "temporal") -> str:
     assert db.schema_dir is not None
-    return load_vendor_schema(db.schema_dir, "temporal").newest.name
+    return load_vendor_schema(db.schema_dir, store).newest.name
 
 
+# A table of each store that a test can put a row in once it is migrated.
+ROW = {
+    "temporal": "INSERT INTO namespace_metadata (partition_id, notification_version) VALUES (1, 1)",
+    "visibility": "INSERT INTO executions_visibility (namespace_id, run_id, start_time, execution_time,"
+    " workflow_id, workflow_type_name, status, history_length, task_queue, encoding, memo)"
+    " VALUES ('n', 'r', now(), now(), 'w', 't', 1, 0, 'q', 'json/plain', ''::bytea)",
+}
+
+
+@pytest.mark.parametrize("store", ["temporal", "visibility"])
 def test_with_createdb_the_database_is_created_then_migrated(
-    missing_db: MissingDb, run_migrator: RunMigrator, creator_role: str
+    missing_db: MissingDb, run_migrator: RunMigrator, creator_role: str, store: Store
 ) -> None:
     db = missing_db(creator_role)
-    first = run_migrator(db, "migrate", "--create-database")
+    first = run_migrator(db, "migrate", "--create-database", "--schema", store)
     assert first.returncode == 0, first.stderr
     assert owner_of(db.server, db.name) == creator_role
     assert [event["owner"] for event in events_named(first.stderr, "database.created")] == [creator_role]
-    assert db.version_rows() == [(db.name, newest(db))]
+    assert db.version_rows() == [(db.name, newest(db, store))]
     with db.connect() as conn:  # the creator owns public (PostgreSQL 15): Temporal's tables are its own
-        assert conn.execute("SELECT count(*) FROM namespace_metadata").fetchone() == (1,)
+        conn.execute(ROW[store])
 
-    again = run_migrator(db, "migrate", env=db.env(MIGRATOR_CREATE_DATABASE="true"))
+    again = run_migrator(db, "migrate", "--schema", store, env=db.env(MIGRATOR_CREATE_DATABASE="true"))
     assert again.returncode == 0, again.stderr
     assert events_named(again.stderr, "database.created") == []
     assert events_named(again.stderr, "tool.started") == []

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 OUTPUTS = ("json", "table")
 WIDTH = 100
 _INDENT = "  "
-_MAX_DATABASE = 30
+_MIN_DATABASE = 16
 _LISTED_VERSIONS = 4
 _NONE = "-"
 
@@ -119,14 +119,18 @@ def render_table(document: Mapping[str, Any]) -> str:
     """The document as a person reads it first: one row for the store, then what needs attention."""
     pending: Sequence[str] = document.get("pending_versions") or ()
     header = ["STORE", "DATABASE", "CURRENT", "TARGET", "STATE", "PENDING"]
+    database = str(document.get("database") or _NONE)
     row = [
         str(document.get("schema") or _NONE),
-        _shorten(str(document.get("database") or _NONE), _MAX_DATABASE),
+        database,
         str(document.get("current_version") or "none"),
         str(document.get("target_version") or _NONE),
         str(document.get("state") or _NONE),
         _versions(pending),
     ]
+    overflow = max(len(line) for line in _columns([header, row])) - WIDTH
+    if overflow > 0:  # only the database name can be long: cut it, keeping at least its start
+        row[1] = _shorten(database, max(_MIN_DATABASE, len(database) - overflow))
     lines = _columns([header, row])
     if document.get("refusal"):
         lines += _section("Refused (exit 6 for plan and migrate; nothing changed)", [str(document["refusal"])])

@@ -72,6 +72,11 @@ def test_status_shows_each_impact_summary_that_is_present() -> None:
     assert lines[-1] == "  " + REWRITE  # nothing rendered for 1.14, whose item has no summary
 
 
+def test_a_long_database_name_is_shown_whole_when_it_fits() -> None:
+    name = "temporal_visibility_production_eu_west_1_blue"
+    assert cells(render_table(status_document(database=name)), 1)[1] == name
+
+
 def test_many_pending_versions_are_a_range_and_a_count() -> None:
     pending = [f"1.{minor}" for minor in range(19)]
     table = render_table(status_document(current_version=None, state="empty", pending_versions=pending))
@@ -91,7 +96,8 @@ def test_refusal_warnings_and_invalid_indexes_are_shown_wrapped_to_100_columns()
     )
     table = render_table(document)
     assert fits(table)
-    assert cells(table, 1)[1] == "d" * 29 + "…"
+    assert cells(table, 1)[1] == "d" * 52 + "…"  # cut just enough to fit:
+    assert max(len(line) for line in table.splitlines()[:2]) == WIDTH
     words = " ".join(table.split())  # wrapped lines joined back: every fact is there, in full
     assert "Refused (exit 6 for plan and migrate; nothing changed): " + " ".join(refusal.split()) in words
     assert "Warnings: database is at 1.19, ahead of target 1.18; never downgrading" in words
