@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -120,3 +121,27 @@ def test_without_the_flag_a_missing_database_is_not_created(missing_db: MissingD
     assert owner_of(db.server, db.name) is None
     with pytest.raises(psycopg.OperationalError):
         db.connect().close()
+
+
+def test_plan_shows_the_creation_and_creates_nothing(
+    missing_db: MissingDb, run_migrator: RunMigrator, creator_role: str
+) -> None:
+    db = missing_db(creator_role)
+    result = run_migrator(db, "plan", "--create-database")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert (document["state"], document["current_version"], document["blocked"]) == ("absent", None, None)
+    assert [step["action"] for step in document["steps"]] == ["create-database", "setup-schema", "update-schema"]
+    assert document["pending_versions"][-1] == document["target_version"] == newest(db)
+    assert owner_of(db.server, db.name) is None
+
+
+def test_status_without_createdb_warns_with_the_fix(missing_db: MissingDb, run_migrator: RunMigrator) -> None:
+    db = missing_db("app")
+    result = run_migrator(db, "status", "--create-database", "--output", "table")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].split()[2:5] == ["none", newest(db), "absent"]
+    assert lines[lines.index("Warnings:") + 1].startswith(f"  database {db.name!r} does not exist")
+    assert 'ALTER ROLE "app" CREATEDB' in " ".join(result.stdout.split())
+    assert owner_of(db.server, db.name) is None

@@ -11,14 +11,18 @@ CREATEDB gets exit 4 naming the fix instead of the server's message, and an exis
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import structlog
 from psycopg import errors, sql
 
-from migrator.db import connect
+from migrator.db import Connection, connect
 from migrator.errors import AccessError, DDLError, UnreachableError
+from migrator.planner import SETUP_VERSION, Action, Plan, Situation, Step
 from migrator.settings import Settings
+from migrator.vendor import VendorSchema, VendorVersion
 
 MAINTENANCE_DATABASE = "postgres"
 log = structlog.get_logger("migrator")
@@ -41,25 +45,42 @@ def refusal(database: str, user: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Presence:
+    """What the maintenance database says: does the store's database exist, and may we create it."""
+
+    exists: bool
+    user: str
+    may_create: bool
+
+
+def _presence(conn: Connection, database: str) -> Presence:
+    row = conn.execute(_PROBE, {"db": database}).fetchone()
+    assert row is not None, "a SELECT without FROM returns one row"
+    exists, user, may_create = row
+    return Presence(bool(exists), str(user), bool(may_create))
+
+
+def _maintenance(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, database=MAINTENANCE_DATABASE)
+
+
 def ensure_database(settings: Settings) -> bool:
     """Create ``settings.database`` when it is missing; True when this run created it."""
-    maintenance = dataclasses.replace(settings, database=MAINTENANCE_DATABASE)
-    with connect(maintenance) as conn:
-        row = conn.execute(_PROBE, {"db": settings.database}).fetchone()
-        assert row is not None, "a SELECT without FROM returns one row"
-        exists, user, may_create = row
-        if exists:
+    with connect(_maintenance(settings)) as conn:
+        presence = _presence(conn, settings.database)
+        if presence.exists:
             log.debug("database.exists", database=settings.database)
             return False
-        if not may_create:
-            raise AccessError(refusal(settings.database, user))
+        if not presence.may_create:
+            raise AccessError(refusal(settings.database, presence.user))
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.database)))
         except errors.DuplicateDatabase:  # another migrator created it since we looked: what we wanted
             log.info("database.exists", database=settings.database, created_by="another session")
             return False
         except errors.InsufficientPrivilege:  # CREATEDB revoked since we looked
-            raise AccessError(refusal(settings.database, user)) from None
+            raise AccessError(refusal(settings.database, presence.user)) from None
         except psycopg.Error as error:
             if (error.sqlstate or "").startswith("08"):
                 raise UnreachableError(
@@ -68,5 +89,29 @@ def ensure_database(settings: Settings) -> bool:
             raise DDLError(
                 f"CREATE DATABASE {settings.database!r} failed (SQLSTATE {error.sqlstate}): {error}"
             ) from None
-    log.info("database.created", database=settings.database, owner=user)
+    log.info("database.created", database=settings.database, owner=presence.user)
     return True
+
+
+def absent_document(settings: Settings, vendor: VendorSchema, target: VendorVersion) -> dict[str, Any] | None:
+    """`status`/`plan` with --create-database for a database that does not exist yet (None when it does):
+    what `migrate` would do, creating the database first, so the plan shows every action migrate takes."""
+    with connect(_maintenance(settings)) as conn:
+        presence = _presence(conn, settings.database)
+    if presence.exists:
+        return None
+    planned = Plan(
+        Situation.ABSENT,
+        settings.database,
+        vendor.store,
+        None,
+        target.name,
+        pending=tuple(vendor.between(SETUP_VERSION, target.version)),
+        steps=(Step(Action.SETUP, str(SETUP_VERSION)), Step(Action.UPDATE, target.name)),
+    )
+    problem = None if presence.may_create else refusal(settings.database, presence.user)
+    document = {**planned.to_dict(), "invalid_indexes": []}
+    if settings.command != "plan":
+        return {**document, "warnings": [problem] if problem else []}
+    steps = [{"action": "create-database", "database": settings.database}, *(s.to_dict() for s in planned.steps)]
+    return {**document, "steps": steps, "blocked": problem}

@@ -75,6 +75,8 @@ def _step_detail(step: Mapping[str, Any], covered: Sequence[str]) -> str:
         return f"{applied} of {applied + remaining} statements done; runs the other {remaining}, records it"
     if step.get("action") == "setup-schema":
         return "creates schema_version and schema_update_history"
+    if step.get("action") == "create-database":
+        return f"creates database {step.get('database')!r}, owned by the role"
     return f"applies {_versions(covered)}" if covered else _NONE
 
 
@@ -104,7 +106,7 @@ def _steps(document: Mapping[str, Any]) -> list[str]:
     covered = _covered(steps, document.get("pending_versions") or ())
     rows = [["STEP", "ACTION", "VERSION", "DETAIL"]]
     rows += [
-        [str(number), str(step.get("action")), str(step.get("version")), _step_detail(step, versions)]
+        [str(number), str(step.get("action")), str(step.get("version") or _NONE), _step_detail(step, versions)]
         for number, (step, versions) in enumerate(zip(steps, covered, strict=True), start=1)
     ]
     table = _columns(rows)

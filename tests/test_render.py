@@ -133,6 +133,30 @@ def test_plan_lists_each_step_with_the_impact_of_the_versions_it_applies() -> No
     assert fits(table)
 
 
+def test_plan_of_a_database_to_create() -> None:
+    document = status_document(
+        current_version=None,
+        state="absent",
+        steps=[
+            {"action": "create-database", "database": "temporal_visibility"},
+            {"action": "setup-schema", "version": "0.0"},
+            {"action": "update-schema", "version": "1.14"},
+        ],
+        blocked=None,
+    )
+    table = render_table(document)
+    lines = table.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("STEP")))
+    assert cells(table, header + 1) == [
+        "1",
+        "create-database",
+        "-",
+        "creates database 'temporal_visibility', owned by the role",
+    ]
+    assert cells(table, header + 2)[:3] == ["2", "setup-schema", "0.0"]
+    assert cells(table, header + 3) == ["3", "update-schema", "1.14", "applies 1.13, 1.14"]
+
+
 def test_plan_without_impact_or_steps() -> None:
     without = render_table(plan_document(impact=False))
     assert REWRITE not in without
