@@ -112,7 +112,7 @@ OPTIONS: tuple[Option, ...] = (
         ("--create-database",),
         "MIGRATOR_CREATE_DATABASE",
         "false",
-        "migrate: create the database first when it does not exist (needs CREATEDB)",
+        "migrate creates the database when it does not exist (needs CREATEDB); status/plan report it as absent",
         is_flag=True,
     ),
 )
