@@ -6,12 +6,12 @@ that runs it owns the new database, and with it schema ``public`` on PostgreSQL 
 (duplicate_database) as success. We do the same, but ask the server first: whether the database exists
 (``pg_database``) and whether the role may create one (``rolcreatedb`` or ``rolsuper``), so a role without
 CREATEDB gets exit 4 naming the fix instead of the server's message, and an existing database is never touched.
+The same question lets `status` and `plan` report a database that is still to be created.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -62,7 +62,7 @@ def _presence(conn: Connection, database: str) -> Presence:
 
 
 def _maintenance(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, database=MAINTENANCE_DATABASE)
+    return replace(settings, database=MAINTENANCE_DATABASE)
 
 
 def ensure_database(settings: Settings) -> bool:
