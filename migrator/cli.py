@@ -18,11 +18,13 @@ from typing import Any, NoReturn
 import structlog
 
 from migrator import __version__, logs
+from migrator.createdb import absent_document, ensure_database
 from migrator.errors import ExitStatus, MigratorError, Terminated, UnsafeStateError, UsageError
 from migrator.executor import RunFailed, inspect, migrate, wait
 from migrator.planner import access_problem, resolve_target
+from migrator.render import default_output, render
 from migrator.settings import COMMANDS, OPTIONS, Settings, build_settings, resolve_tool
-from migrator.vendor import load_vendor_schema
+from migrator.vendor import VendorSchema, VendorVersion, load_vendor_schema
 
 log = structlog.get_logger("migrator")
 
@@ -94,6 +96,8 @@ def _run(settings: Settings) -> dict[str, Any]:
     target = resolve_target(vendor, settings.target)
     if settings.command == "migrate":
         tool = resolve_tool(settings.tool)
+        if settings.create_database:
+            ensure_database(settings)
         report = migrate(settings, tool, vendor, target)  # raises RunFailed: see main
         return {
             "from_version": report.from_version,
@@ -103,16 +107,23 @@ def _run(settings: Settings) -> dict[str, Any]:
         }
     if settings.command == "wait":
         return {"current_version": wait(settings, vendor, target)}
+    document = absent_document(settings, vendor, target) if settings.create_database else None
+    if document is None:
+        document = _observed_document(settings, vendor, target)
+    print(render(document, settings.output or default_output(sys.stdout)))
+    if settings.command == "plan" and document["refusal"]:
+        raise UnsafeStateError(document["refusal"])
+    return {"state": document["state"], "current_version": document["current_version"]}
+
+
+def _observed_document(settings: Settings, vendor: VendorSchema, target: VendorVersion) -> dict[str, Any]:
     state, planned = inspect(settings, vendor, target)
     document = planned.to_dict()
     document["invalid_indexes"] = list(state.catalog.invalid_indexes)
     if settings.command == "plan":
         document["steps"] = [step.to_dict() for step in planned.steps]
         document["blocked"] = access_problem(state, planned)
-    print(json.dumps(document, indent=2))
-    if settings.command == "plan" and planned.refusal:
-        raise UnsafeStateError(planned.refusal)
-    return {"state": document["state"], "current_version": document["current_version"]}
+    return document
 
 
 def main(argv: Sequence[str] | None = None) -> int:

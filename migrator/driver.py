@@ -1,7 +1,8 @@
 """The database boundary: every psycopg call of the migrator, and the one place database errors get exit codes.
 
 Shaped like golang-migrate's driver: `Driver.open` (connect), `try_lock`/`unlock`/`holds_lock`, `observe`,
-`execute` (one vendor statement), `drop_index`, `record_version`. It owns each connection's lifetime.
+`execute` (one vendor statement), `drop_index`, `record_version`, and on the maintenance database
+`database_presence`/`create_database` (``--create-database``). It owns each connection's lifetime.
 
 Connection failures are classified from what the server said, never by elimination: libpq gives no SQLSTATE
 for a refused login, so a refused attempt is repeated once with libpq's error verbosity at VERBOSE, whose
@@ -64,6 +65,11 @@ _WRITE_HISTORY = """
 INSERT INTO schema_update_history
        (version_partition, year, month, update_time, old_version, new_version, manifest_md5, description)
 VALUES (0, %s, %s, %s, %s, %s, %s, %s)
+"""
+_PRESENCE = """
+SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %(db)s),
+       current_user,
+       (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user)
 """
 _HOLDS_LOCK = """
 SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
@@ -422,3 +428,22 @@ class Driver:
                 _WRITE_HISTORY,
                 (now.year, now.month, now, old_version, version.name, version.manifest_md5, version.description),
             )
+
+    # -- creating the database (connected to the maintenance database) ------------------------------------
+
+    def database_presence(self, database: str) -> tuple[bool, str, bool]:
+        """(does ``database`` exist, who we are, may we create databases): asked of pg_database and pg_roles."""
+        with translated("looking up the database"):
+            row = self.conn.execute(_PRESENCE, {"db": database}).fetchone()
+        assert row is not None, "a SELECT without FROM returns one row"
+        exists, user, may_create = row
+        return bool(exists), str(user), bool(may_create)
+
+    def create_database(self, database: str) -> bool:
+        """``CREATE DATABASE "<name>"`` as temporal-sql-tool runs it; False when another session made it first."""
+        with translated(f"CREATE DATABASE {database!r}"):
+            try:
+                self.conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+            except errors.DuplicateDatabase:
+                return False
+        return True

@@ -24,6 +24,7 @@ MIN_SERVER_VERSION_NUM = 120000
 
 
 class Situation(StrEnum):
+    ABSENT = "absent"  # no database yet; only status/plan with --create-database report it
     EMPTY = "empty"
     SET_UP = "set-up"
     BEHIND = "behind"

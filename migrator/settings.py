@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 from packaging.version import Version
 
 from migrator.errors import UsageError
+from migrator.render import OUTPUTS
 from migrator.vendor import STORES
 from migrator.versions import parse_target
 
@@ -120,6 +121,21 @@ OPTIONS: tuple[Option, ...] = (
         "/dev/termination-log",
         "file that receives the run summary when writable (Kubernetes termination message)",
     ),
+    Option(
+        "output",
+        ("--output", "-o"),
+        "MIGRATOR_OUTPUT",
+        None,
+        "status/plan output: json or table (unset: table when stdout is a terminal, else json)",
+    ),
+    Option(
+        "create_database",
+        ("--create-database",),
+        "MIGRATOR_CREATE_DATABASE",
+        "false",
+        "migrate creates the database when it does not exist (needs CREATEDB); status/plan report it as absent",
+        is_flag=True,
+    ),
 )
 
 
@@ -149,6 +165,8 @@ class Settings:
     log_format: str
     log_level: str
     termination_log: Path
+    output: str | None = None
+    create_database: bool = False
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
@@ -260,6 +278,8 @@ def build_settings(command: str, parsed: Mapping[str, str | bool | None], enviro
         log_format=_choice(_label("log_format"), get("log_format").lower(), LOG_FORMATS),
         log_level=_choice(_label("log_level"), get("log_level").lower(), LOG_LEVELS),
         termination_log=Path(get("termination_log")),
+        output=_choice(_label("output"), get("output").lower(), OUTPUTS) if raw["output"] else None,
+        create_database=_flag(_label("create_database"), get("create_database")),
     )
 
 

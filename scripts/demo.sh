@@ -4,8 +4,8 @@
 # Installs the Python package, PostgreSQL server binaries and temporal-sql-tool if missing (as scripts/test.sh
 # does), starts a throwaway local PostgreSQL, creates roles and databases the CloudNativePG way (role
 # `temporal` owning database `temporal`, role `temporal_visibility` owning `temporal_visibility`), migrates
-# both stores to the newest schema of the pinned Temporal release, prints `status` of both (JSON), runs
-# `migrate` once more to show it is a no-op, and removes the cluster on exit.
+# both stores to the newest schema of the pinned Temporal release, prints `status` of both (a table on a
+# terminal, else JSON), runs `migrate` once more to show it is a no-op, and removes the cluster on exit.
 set -euo pipefail
 
 # shellcheck source=lib.sh

@@ -151,6 +151,10 @@ The password only ever comes from the store's Secret.
   value: {{ $v.lockTimeout | int64 | toString | quote }}
 - name: MIGRATOR_TOOL_TIMEOUT
   value: {{ $v.toolTimeout | int64 | toString | quote }}
+{{- if $store.createDatabase }}
+- name: MIGRATOR_CREATE_DATABASE
+  value: "true"
+{{- end }}
 {{- end }}
 - name: MIGRATOR_LOG_FORMAT
   value: json
