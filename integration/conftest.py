@@ -38,6 +38,7 @@ from integration.harness import (
     run_tool_binary,
     server_from_url,
     server_major,
+    upgrade_sources,
     versioned_dir,
 )
 from integration.pgcluster import (
@@ -77,13 +78,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     tool, tool_how = resolve_tool()
     schema, schema_how = resolve_schema_dir()
     source = "MIGRATOR_TEST_PG_URL" if os.environ.get("MIGRATOR_TEST_PG_URL") else "docker if it answers, else local"
-    next_tool, next_tool_how = resolve_tool("next")
-    next_schema, next_schema_how = resolve_schema_dir("next")
+    sources = [f"{release}={'ok' if resolve_tool(release)[0] else 'missing'}" for release in upgrade_sources()]
     return [
         f"integration: temporal-sql-tool={tool or tool_how}",
         f"integration: schema-dir={schema or schema_how}",
-        f"integration: next release's temporal-sql-tool={next_tool or next_tool_how}",
-        f"integration: next release's schema-dir={next_schema or next_schema_how}",
+        f"integration: upgrade sources' tools: {' '.join(sources)}",
         f"integration: postgres from {os.environ.get('MIGRATOR_TEST_PG_SOURCE', source)}",
     ]
 
@@ -210,16 +209,18 @@ def schema_dir() -> Path:
     return _required(resolve_schema_dir())
 
 
-@pytest.fixture(scope="session")
-def next_tool() -> Path:
-    """The real temporal-sql-tool of the next release (TEMPORAL_NEXT_SQL_TOOL, else the build cache)."""
-    return _required(resolve_tool("next"))
+class ReleaseFiles(Protocol):
+    def __call__(self, release: str) -> tuple[Path, Path]: ...
 
 
 @pytest.fixture(scope="session")
-def next_schema_dir() -> Path:
-    """Root of the vendor tree of the next release (TEMPORAL_NEXT_SCHEMA_DIR, else GOMODCACHE)."""
-    return _required(resolve_schema_dir("next"))
+def release_files() -> ReleaseFiles:
+    """``(tool, schema dir)`` of an older release (an upgrade source), from scripts/build-tool.sh's cache."""
+
+    def find(release: str) -> tuple[Path, Path]:
+        return _required(resolve_tool(release)), _required(resolve_schema_dir(release))
+
+    return find
 
 
 # -- databases -----------------------------------------------------------------------------------------

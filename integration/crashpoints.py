@@ -22,6 +22,7 @@ The error text avoids "already exist" and "not found": the tool treats those as 
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from integration.harness import PgServer, Store
+from integration.harness import AppDb, PgServer, Store, run_tool_binary, versioned_dir
 from migrator.statements import Statement
 from migrator.vendor import load_vendor_schema
 
@@ -216,6 +217,21 @@ def remove_interruption(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
     for (relation,) in triggers:
         conn.execute(sql.SQL("DROP TRIGGER crash_matrix_fail ON {}").format(sql.SQL(str(relation))))
     conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(PRIVATE_SCHEMA)))
+
+
+def interrupt_update(
+    tool: Path, db: AppDb, schema_dir: Path, point: CrashPoint
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run the real tool's ``update-schema`` on ``db`` (at ``point.previous``) with the interruption installed;
+    return its result and the DDL statements it completed, leaving only the vendor's objects behind."""
+    with db.server.admin_connect(db.name) as conn:
+        install_interruption(conn, point)
+    crashed = run_tool_binary(tool, db, "update-schema", "-d", str(versioned_dir(schema_dir, point.store)))
+    with db.server.admin_connect(db.name) as conn:
+        seen = seen_statements(conn)
+        remove_interruption(conn)
+        assert leftovers(conn) == []
+    return crashed, seen
 
 
 def leftovers(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:

@@ -12,6 +12,7 @@ from psycopg import sql
 
 from integration.conftest import MakeDb, RunMigrator, events_named
 from integration.harness import AppDb
+from integration.scenarios import TARGETS
 from migrator.lock import lock_key
 
 
@@ -87,7 +88,7 @@ def test_database_created_a_few_seconds_late_is_waited_for(make_db: MakeDb, run_
     creator.join()
     assert done.returncode == 0, done.stderr[-2000:]
     assert events_named(done.stderr, "db.retrying")
-    assert db.version_rows() == [(db.name, "1.18")]
+    assert db.version_rows() == [(db.name, TARGETS["temporal"])]
 
 
 def test_lock_held_elsewhere_times_out_with_exit_5_naming_the_holder(app_db: AppDb, run_migrator: RunMigrator) -> None:
@@ -168,4 +169,4 @@ def test_server_that_comes_up_late_is_waited_for(app_db: AppDb, run_migrator: Ru
         listener.stop()
     assert done.returncode == 0, done.stderr[-2000:]
     assert events_named(done.stderr, "db.retrying")
-    assert app_db.version_rows() == [(app_db.name, "1.18")]
+    assert app_db.version_rows() == [(app_db.name, TARGETS["temporal"])]

@@ -6,6 +6,7 @@ import time
 
 from integration.conftest import RunMigrator, StartMigrator, events_named
 from integration.harness import AppDb
+from integration.scenarios import TARGETS
 
 
 def test_six_concurrent_migrations_apply_each_version_once(app_db: AppDb, start_migrator: StartMigrator) -> None:
@@ -13,9 +14,9 @@ def test_six_concurrent_migrations_apply_each_version_once(app_db: AppDb, start_
     results = [process.communicate(timeout=300) for process in processes]
     codes = [process.returncode for process in processes]
     assert codes == [0] * 6, [stderr[-1500:] for _, stderr in results]
-    assert app_db.version_rows() == [(app_db.name, "1.18")]
+    assert app_db.version_rows() == [(app_db.name, TARGETS["temporal"])]
     new_versions = [new for _, new in app_db.history()]
-    assert len(new_versions) == len(set(new_versions)) == 20  # 0.0 and 1.0 .. 1.18, each once
+    assert len(new_versions) == len(set(new_versions)) == 21  # 0.0 and 1.0 .. 1.19, each once
     runners = [stderr for _, stderr in results if events_named(stderr, "tool.started")]
     assert len(runners) == 1
     assert all(events_named(stderr, "migrate.done")[0]["steps"] == [] for _, stderr in results if stderr not in runners)
@@ -32,7 +33,7 @@ def test_wait_returns_once_another_process_has_migrated(
     _, stderr = waiter.communicate(timeout=60)
     assert waiter.returncode == 0, stderr[-1500:]
     assert events_named(stderr, "wait.pending")
-    assert events_named(stderr, "wait.done")[0]["current_version"] == "1.18"
+    assert events_named(stderr, "wait.done")[0]["current_version"] == TARGETS["temporal"]
 
 
 def test_wait_times_out_with_exit_8(app_db: AppDb, run_migrator: RunMigrator) -> None:

@@ -28,13 +28,10 @@ from integration.crashpoints import (
     crash_points,
     drop_quietly,
     expected_count,
-    install_interruption,
+    interrupt_update,
     invalid_indexes,
-    leftovers,
-    remove_interruption,
     seed_rows,
     seed_tables,
-    seen_statements,
 )
 from integration.harness import (
     AppDb,
@@ -42,10 +39,9 @@ from integration.harness import (
     Store,
     bring_to,
     resolve_schema_dir,
-    versioned_dir,
 )
-from integration.harness import run_tool_binary as run_tool
 from integration.pgcluster import create_database
+from integration.scenarios import TARGETS
 from migrator.vendor import load_vendor_schema
 
 _SCHEMA_DIR, _SCHEMA_WHY = resolve_schema_dir()
@@ -120,13 +116,7 @@ def crash_lab(
 
 def _crash(lab: CrashLab, db: AppDb, point: CrashPoint) -> None:
     """Run the real tool to the target with the interruption installed; leave only the vendor's objects."""
-    with lab.server.admin_connect(db.name) as conn:
-        install_interruption(conn, point)
-    crashed = run_tool(lab.tool, db, "update-schema", "-d", str(versioned_dir(lab.schema_dir, point.store)))
-    with lab.server.admin_connect(db.name) as conn:
-        seen = seen_statements(conn)
-        remove_interruption(conn)
-        assert leftovers(conn) == []
+    crashed, seen = interrupt_update(lab.tool, db, lab.schema_dir, point)
     assert crashed.returncode == 1, f"the tool was not interrupted at {point.describe_failure()}"
     assert MARKER in crashed.stderr, crashed.stderr[-2000:]
     # The tool completed exactly statements 1..k of V (DDL ones are logged by the event trigger) ...
@@ -168,8 +158,7 @@ def test_matrix_has_every_statement_boundary_and_every_unrecorded_version(schema
     assert len([p for p in POINTS if not p.unrecorded]) == statements
     assert len([p for p in POINTS if p.unrecorded]) == versions
     assert len({p.id for p in POINTS}) == len(POINTS)
-    # Pinned release v1.29.1: temporal v1.0..v1.18, visibility v1.0..v1.9.
-    assert {p.store: p.version for p in POINTS if p.applied == 0} == {"temporal": "1.18", "visibility": "1.9"}
+    assert {p.store: p.version for p in POINTS if p.applied == 0} == TARGETS
 
 
 # -- terminal summary ---------------------------------------------------------------------------------------

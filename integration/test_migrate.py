@@ -47,9 +47,9 @@ def test_upgrade_from_an_intermediate_version(
     done = run_migrator(app_db, "migrate", "--schema", "temporal")
     assert done.returncode == 0, done.stderr[-3000:]
     assert [e["command"] for e in events_named(done.stderr, "tool.started")] == [
-        ["update-schema", "-d", str(schema_dir / "postgresql/v12/temporal/versioned"), "-v", "1.18"]
+        ["update-schema", "-d", str(schema_dir / "postgresql/v12/temporal/versioned"), "-v", TARGETS["temporal"]]
     ]
-    assert app_db.version_rows() == [(app_db.name, "1.18")]
+    assert app_db.version_rows() == [(app_db.name, TARGETS["temporal"])]
     assert app_db.schema_dump() == reference_dump(make_db, schema_dir, "temporal")
 
 
@@ -141,7 +141,8 @@ def test_status_and_plan_change_nothing(app_db: AppDb, run_migrator: RunMigrator
     planned = run_migrator(app_db, "plan", "--schema", "temporal")
     assert (status.returncode, planned.returncode) == (0, 0)
     document = json.loads(status.stdout)
-    assert (document["current_version"], document["state"], document["target_version"]) == ("1.3", "partial", "1.18")
+    target = TARGETS["temporal"]
+    assert (document["current_version"], document["state"], document["target_version"]) == ("1.3", "partial", target)
     assert document["pending_versions"][0] == "1.4"
     assert [step["action"] for step in json.loads(planned.stdout)["steps"]] == ["repair", "update-schema"]
     assert (app_db.schema_dump(), app_db.version_rows(), app_db.history()) == before
