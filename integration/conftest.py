@@ -3,7 +3,8 @@
 Where the server comes from (first that applies), once per session (per xdist worker):
 1. ``MIGRATOR_TEST_PG_URL``: a superuser libpq URL of an external server (shared by all workers);
 2. Testcontainers ``PostgresContainer(POSTGRES_IMAGE from pins.env)`` when a Docker engine answers;
-3. a throwaway local cluster from the PostgreSQL >= 15 server binaries (``integration/pgcluster.py``).
+3. a throwaway local cluster from the server binaries of ``MIGRATOR_TEST_PG_BIN`` (any major from 14), else of
+   the highest Debian package >= 15 (``integration/pgcluster.py``, ``integration/pgmajors.py``).
 ``MIGRATOR_TEST_PG_SOURCE=docker|local`` forces 2 or 3. Everything under ``integration/`` is marked
 ``integration``. When PostgreSQL or the tool is missing the tests skip with the reason, except in CI
 (``CI=true``), where they fail: CI never skips the integration suite.
@@ -52,6 +53,7 @@ from integration.pgcluster import (
     ensure_login_role,
     find_server_bin,
 )
+from integration.pgmajors import OLDEST_MAJOR, pg15_public_schema
 
 __all__ = ["AppDb", "PgServer", "log_events", "versioned_dir"]
 
@@ -172,8 +174,10 @@ def pg_server() -> Iterator[PgServer]:
             server = _testcontainers_server(stack)
         else:
             server = _local_server(stack)
-        if server.major < MIN_MAJOR:
-            unavailable(f"PostgreSQL {server.major} at {server.host}:{server.port}; the suite needs >= {MIN_MAJOR}")
+        if server.major < OLDEST_MAJOR:
+            unavailable(f"PostgreSQL {server.major} at {server.host}:{server.port}; the suite needs >= {OLDEST_MAJOR}")
+        with server.admin_connect("template1") as conn:
+            pg15_public_schema(conn, server.major)
         with server.admin_connect() as conn:
             for role in APP_ROLES:
                 ensure_login_role(conn, role, derived_password(server.admin_password, role))

@@ -37,6 +37,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from integration.pgmajors import env_bin_dir
+
 MIN_MAJOR = 15
 PG_LIB = Path("/usr/lib/postgresql")
 RUN_AS = "postgres"
@@ -76,7 +78,11 @@ def installed_bin_dirs(min_major: int = MIN_MAJOR) -> list[tuple[int, Path]]:
 
 
 def find_server_bin(min_major: int = MIN_MAJOR) -> tuple[int, Path] | None:
-    """The highest installed PostgreSQL server (>= ``min_major``), or None."""
+    """The server of MIGRATOR_TEST_PG_BIN (any major: an explicit choice), else the highest installed one
+    (>= ``min_major``), or None."""
+    chosen = env_bin_dir()
+    if chosen is not None:
+        return chosen
     dirs = installed_bin_dirs(min_major)
     return dirs[0] if dirs else None
 

@@ -8,6 +8,7 @@ import threading
 import time
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from integration.conftest import MakeDb, RunMigrator, events_named
@@ -16,6 +17,7 @@ from integration.scenarios import TARGETS
 from migrator.lock import lock_key
 
 
+@pytest.mark.portable
 def test_postgres15_public_schema_without_create_exits_4_and_leaves_nothing(
     make_db: MakeDb, run_migrator: RunMigrator
 ) -> None:

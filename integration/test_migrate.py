@@ -17,6 +17,7 @@ def migrate(run_migrator: RunMigrator, db: AppDb, store: Store, *extra: str) -> 
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.portable
 @pytest.mark.parametrize("store", ["temporal", "visibility"])
 def test_fresh_install_reaches_the_target_and_matches_the_bare_tool(
     store: Store, app_db: AppDb, make_db: MakeDb, run_migrator: RunMigrator, schema_dir: Path
@@ -30,6 +31,7 @@ def test_fresh_install_reaches_the_target_and_matches_the_bare_tool(
     assert app_db.schema_dump() == reference_dump(make_db, schema_dir, store)
 
 
+@pytest.mark.portable
 def test_rerun_is_a_no_op_that_does_not_start_the_tool(app_db: AppDb, run_migrator: RunMigrator) -> None:
     migrate(run_migrator, app_db, "temporal")
     history = app_db.history()
