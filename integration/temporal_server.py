@@ -13,16 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from integration.harness import PLUGIN, REPO_ROOT, AppDb, cache_dir
-from integration.pgcluster import free_port
 
 CLIENT_SOURCE = REPO_ROOT / "integration" / "temporalclient"
 NAMESPACE = "migrator-test"
@@ -32,6 +34,24 @@ START_SECONDS = 90.0
 REFUSE_SECONDS = 60.0
 
 _SERVICES = ("frontend", "history", "matching", "worker")
+# The server records its membership port in cluster_membership.rpc_port, a SMALLINT: ports above 32767 make it
+# fail at start ("value out of range for type smallint"), and the kernel's ephemeral ports start at 32768.
+_PORT_RANGE = (20000, 32767)
+
+
+def free_low_port(taken: set[int]) -> int:
+    """A loopback TCP port below 32768 that is free now (and not in ``taken``)."""
+    for _ in range(200):
+        port = random.randint(*_PORT_RANGE)
+        if port in taken:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
 def server_path(release: str) -> Path:
@@ -136,7 +156,10 @@ class TemporalServer:
     def start(self) -> TemporalServer:
         """Write the configuration (JSON is YAML) with fresh ports and start the server in the background."""
         names = [f"{s}-{kind}" for s in _SERVICES for kind in ("grpc", "membership")] + ["frontend-http"]
-        self.ports = {name: free_port() for name in names}
+        taken: set[int] = set()
+        for name in names:
+            self.ports[name] = free_low_port(taken)
+            taken.add(self.ports[name])
         config = self.base / "config"
         config.mkdir(exist_ok=True)
         path = config / "migrator.yaml"
@@ -155,9 +178,26 @@ class TemporalServer:
             )
         return self
 
+    def wait_ready(self, timeout: float = START_SECONDS) -> None:
+        """Until the frontend accepts TCP connections; raises (with the log) if the server exits first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self.exited(0)
+            if code is not None:
+                raise ServerError(f"the server exited {code} while starting:\n{self.log()[-4000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.ports["frontend-grpc"]), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise ServerError(f"the frontend did not listen within {timeout}s:\n{self.log()[-4000:]}") from None
+                time.sleep(0.5)
+
     def exited(self, timeout: float) -> int | None:
         """The exit code if the server ends within ``timeout`` seconds, else None (still running)."""
         assert self.process is not None
+        if timeout == 0:
+            return self.process.poll()
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -173,6 +213,10 @@ class TemporalServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+class ServerError(RuntimeError):
+    """The server exited or never listened; the message holds its log's tail."""
 
 
 class ClientError(RuntimeError):

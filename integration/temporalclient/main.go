@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -29,6 +30,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
+
+// quiet keeps the SDK's own logs (to stderr) to warnings and errors: stdout is the JSON result.
+var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 const (
 	taskQueue  = "migrator-test"
@@ -131,7 +135,7 @@ func dial(ctx context.Context, o options) (client.Client, error) {
 	// The server may still be starting: retry until the deadline.
 	for {
 		c, err := client.DialContext(ctx, client.Options{
-			HostPort: o.address, Namespace: o.namespace, Logger: log.NewStructuredLogger(nil),
+			HostPort: o.address, Namespace: o.namespace, Logger: log.NewStructuredLogger(quiet),
 		})
 		if err == nil {
 			return c, nil
