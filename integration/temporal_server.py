@@ -10,6 +10,7 @@ JSON. Nothing here depends on pytest.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -18,13 +19,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from integration.harness import PLUGIN, REPO_ROOT, AppDb, cache_dir
+from integration.harness import PLUGIN, REPO_ROOT, AppDb, PgServer, cache_dir
 
 CLIENT_SOURCE = REPO_ROOT / "integration" / "temporalclient"
 NAMESPACE = "migrator-test"
@@ -244,3 +246,60 @@ class Client:
         value = json.loads(proc.stdout)
         assert isinstance(value, dict)
         return value
+
+
+# -- command line (scripts/demo.sh) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """What ``exercise`` did: the workflows started, the results of the signalled ones, what visibility lists."""
+
+    started: list[dict[str, Any]]
+    results: dict[str, str]
+    listed: dict[str, dict[str, Any]]
+
+
+def exercise(client: Client) -> Exercise:
+    """Register the namespace, run one workflow that completes and one that waits for a signal, signal it, and
+    list both through visibility once both are closed."""
+    client("register")
+    started = client("start", "-completed", "1", "-signal", "1", "-timer", "0")["workflows"]
+    signalled = ",".join(w["id"] for w in started if w["kind"] == "signal")
+    results = client("finish", "-signal-ids", signalled, "-wait-ids", signalled)["results"]
+    count = str(len(started))
+    listed = client("list", "-expect", count, "-expect-completed", count)["workflows"]
+    return Exercise(started, results, {w["id"]: w for w in listed})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m integration.temporal_server demo ...``: the demo's last step. Passwords come from the
+    environment (TEMPORAL_PASSWORD, VISIBILITY_PASSWORD), never from argv."""
+    parser = argparse.ArgumentParser(prog="python -m integration.temporal_server", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run a workflow on two migrated databases, print the listed workflows (JSON)")
+    demo.add_argument("--server", type=Path, required=True, help="scripts/build-server.sh's binary")
+    demo.add_argument("--client", type=Path, required=True, help="scripts/build-client.sh's binary")
+    demo.add_argument("--host", required=True)
+    demo.add_argument("--port", type=int, required=True)
+    demo.add_argument("--db", required=True, help="database (and role) of the default store")
+    demo.add_argument("--visibility-db", required=True, help="database (and role) of the visibility store")
+    args = parser.parse_args(argv)
+    pg = PgServer(args.host, args.port, admin_user="", admin_password="", major=0)
+    default = AppDb(pg, args.db, args.db, os.environ["TEMPORAL_PASSWORD"])
+    visibility = AppDb(pg, args.visibility_db, args.visibility_db, os.environ["VISIBILITY_PASSWORD"])
+    server = TemporalServer(args.server, default, visibility)
+    try:
+        server.start().wait_ready()
+        done = exercise(Client(args.client, server))
+    except (ServerError, ClientError) as exc:
+        print(f"temporal_server: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        server.close()
+    print(json.dumps(list(done.listed.values()), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

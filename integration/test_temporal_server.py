@@ -22,6 +22,7 @@ from integration.temporal_server import (
     Client,
     TemporalServer,
     client_path,
+    exercise,
     find_binary,
     server_path,
 )
@@ -62,8 +63,12 @@ def start_server(client_binary: Path) -> Iterator[StartServer]:
         server.close()
 
 
+def stores(default: AppDb, visibility: AppDb) -> tuple[tuple[AppDb, Store], ...]:
+    return ((default, "temporal"), (visibility, "visibility"))
+
+
 def migrate_both(run_migrator: RunMigrator, default: AppDb, visibility: AppDb) -> None:
-    for db, store in ((default, "temporal"), (visibility, "visibility")):
+    for db, store in stores(default, visibility):
         done = run_migrator(db, "migrate", "--schema", store)
         assert done.returncode == 0, done.stderr[-3000:]
         assert db.version_rows() == [(db.name, TARGETS[store])]
@@ -76,15 +81,12 @@ def by_id(listed: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def assert_serves(client: Client) -> None:
     """A namespace, one workflow that completes and one that waits for a signal; visibility lists both closed."""
     client.server.wait_ready()
-    client("register")
-    started = client("start", "-completed", "1", "-signal", "1", "-timer", "0")["workflows"]
-    signalled = [w["id"] for w in started if w["kind"] == "signal"]
-    finished = client("finish", "-signal-ids", ",".join(signalled), "-wait-ids", ",".join(signalled))
-    assert finished["results"] == {wid: f"hello {wid} after a signal" for wid in signalled}
-    listed = by_id(client("list", "-expect", "2", "-expect-completed", "2"))
-    assert set(listed) == {w["id"] for w in started}
-    for workflow in started:
-        seen = listed[workflow["id"]]
+    done = exercise(client)
+    signalled = [w["id"] for w in done.started if w["kind"] == "signal"]
+    assert done.results == {wid: f"hello {wid} after a signal" for wid in signalled}
+    assert set(done.listed) == {w["id"] for w in done.started}
+    for workflow in done.started:
+        seen = done.listed[workflow["id"]]
         assert (seen["run_id"], seen["status"]) == (workflow["run_id"], "Completed")
         assert seen["events"][0] == "WorkflowExecutionStarted"
         assert seen["events"][-1] == "WorkflowExecutionCompleted"
@@ -115,7 +117,7 @@ def test_store_repaired_after_a_crash_inside_a_version_serves_workflows(
     make_db: MakeDb, run_migrator: RunMigrator, start_server: StartServer, schema_dir: Path
 ) -> None:
     default, visibility = two_dbs(make_db)
-    for db, store in ((default, "temporal"), (visibility, "visibility")):
+    for db, store in stores(default, visibility):
         point = middle_point(schema_dir, store, TARGETS[store])
         assert db.tool is not None
         bring_to(db.tool, db, schema_dir, store, point.previous)
