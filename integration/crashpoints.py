@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ MARKER = "crash-matrix: interrupted"
 PRIVATE_SCHEMA = "crash_matrix"
 VERSION_TABLE = "schema_version"
 _DML = re.compile(r"^\s*(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+_DO = re.compile(r"^\s*DO\b", re.IGNORECASE)
 _STORES: tuple[Store, ...] = ("temporal", "visibility")
 
 
@@ -48,6 +49,11 @@ def normalise_sql(text: str) -> str:
 
 def is_dml(statement: Statement) -> bool:
     return bool(_DML.match(statement.text))
+
+
+def is_do_block(statement: Statement) -> bool:
+    """A DO block fires the DDL event trigger only when it runs DDL, which depends on the database's state."""
+    return bool(_DO.match(statement.text))
 
 
 def dml_table(statement: Statement) -> str:
@@ -68,6 +74,12 @@ class CrashPoint:
     previous: str  # the version recorded before V ("0.0" for the first)
     applied: int
     statements: tuple[Statement, ...] = field(repr=False, compare=False)
+    # Whether each statement fires the DDL event trigger, as observed by ``probe_fires``; None: every non-DML
+    # statement does (true for any version without a DO block).
+    fires: tuple[bool, ...] | None = field(default=None, repr=False, compare=False)
+
+    def _fires(self, index: int) -> bool:
+        return self.fires[index] if self.fires is not None else not is_dml(self.statements[index])
 
     @property
     def total(self) -> int:
@@ -83,11 +95,11 @@ class CrashPoint:
 
     def ddl_before(self, count: int) -> int:
         """How many of the first ``count`` statements fire DDL event triggers."""
-        return sum(1 for statement in self.statements[:count] if not is_dml(statement))
+        return sum(1 for index in range(min(count, self.total)) if self._fires(index))
 
     def applied_ddl(self) -> list[str]:
         """The DDL statements the tool must have completed before the crash, normalised."""
-        return [normalise_sql(s.text) for s in self.statements[: self.applied] if not is_dml(s)]
+        return [normalise_sql(s.text) for i, s in enumerate(self.statements[: self.applied]) if self._fires(i)]
 
     def describe_failure(self) -> str:
         if self.unrecorded:
@@ -181,17 +193,22 @@ CREATE EVENT TRIGGER crash_matrix_end ON ddl_command_end EXECUTE FUNCTION {schem
 """
 
 
-def install_interruption(conn: psycopg.Connection[tuple[Any, ...]], point: CrashPoint) -> None:
-    """As the superuser, in the crash database: make the tool fail right after statement ``point.applied``."""
+def install_interruption(conn: psycopg.Connection[tuple[Any, ...]], point: CrashPoint | None) -> None:
+    """As the superuser, in the crash database: make the tool fail right after statement ``point.applied``
+    (None: only log the DDL statements, for ``probe_fires``)."""
     fail_ddl: int | None = None
     table: str | None = None
     dml_after: int | None = None
-    if point.unrecorded:
+    if point is None:
+        pass
+    elif point.unrecorded:
         table, dml_after = VERSION_TABLE, point.ddl_before(point.total)
     elif is_dml(point.statements[point.applied]):
         table, dml_after = dml_table(point.statements[point.applied]), point.ddl_before(point.applied)
     else:
-        fail_ddl = point.ddl_before(point.applied + 1)
+        # The next statement that fires after the first k: statement k+1 itself, or (when that is a DO block
+        # that runs no DDL, so leaves nothing behind) the first firing one after it.
+        fail_ddl = point.ddl_before(point.applied) + 1
     script = _INSTALL.format(
         schema=PRIVATE_SCHEMA,
         marker=MARKER,
@@ -232,6 +249,23 @@ def interrupt_update(
         remove_interruption(conn)
         assert leftovers(conn) == []
     return crashed, seen
+
+
+def probe_fires(tool: Path, db: AppDb, schema_dir: Path, point: CrashPoint) -> CrashPoint:
+    """``point`` with ``fires`` observed: the tool runs ``point.version`` on ``db`` (a throwaway copy at
+    ``point.previous``) with the DDL logged, and a statement fires iff the trigger saw it (a DO block's DDL is
+    logged under the DO block's text). Only versions with a DO block need it."""
+    with db.server.admin_connect(db.name) as conn:
+        install_interruption(conn, None)
+    done = run_tool_binary(
+        tool, db, "update-schema", "-d", str(versioned_dir(schema_dir, point.store)), "-v", point.version
+    )
+    with db.server.admin_connect(db.name) as conn:
+        seen = set(seen_statements(conn))
+        remove_interruption(conn)
+    if done.returncode != 0:
+        raise RuntimeError(f"probing {point.store} v{point.version} failed: {done.stderr[-2000:]}")
+    return replace(point, fires=tuple(normalise_sql(s.text) in seen for s in point.statements))
 
 
 def leftovers(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:

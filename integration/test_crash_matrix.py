@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ from integration.crashpoints import (
     expected_count,
     interrupt_update,
     invalid_indexes,
+    is_do_block,
+    probe_fires,
     seed_rows,
     seed_tables,
 )
@@ -68,6 +70,7 @@ class CrashLab:
     schema_dir: Path
     templates: dict[tuple[Store, str], str] = field(default_factory=dict)
     references: dict[Store, Reference] = field(default_factory=dict)
+    probed: dict[tuple[Store, str], tuple[bool, ...] | None] = field(default_factory=dict)
 
     def app_db(self, name: str) -> AppDb:
         return AppDb(self.server, name, "app", self.roles["app"], self.tool, self.schema_dir, "app")
@@ -87,6 +90,19 @@ class CrashLab:
         name = f"cm_{label.replace('-', '_').replace('.', '_')}_{uuid.uuid4().hex[:6]}"
         clone(self.server, self.template(store, version), name, "app")
         return self.app_db(name)
+
+    def observed(self, point: CrashPoint) -> CrashPoint:
+        """``point`` with the statements that fire the DDL trigger observed, when its version has a DO block."""
+        key = (point.store, point.version)
+        if key not in self.probed:
+            self.probed[key] = None
+            if any(is_do_block(s) for s in point.statements):
+                db = self.copy(point.store, point.previous, f"probe-{point.store}-{point.version}")
+                try:
+                    self.probed[key] = probe_fires(self.tool, db, self.schema_dir, point).fires
+                finally:
+                    drop_quietly(self.server, db.name)
+        return replace(point, fires=self.probed[key])
 
     def reference(self, store: Store) -> Reference:
         if store not in self.references:
@@ -151,6 +167,7 @@ def test_crash_point_converges(
     if point is None:
         unavailable(_SCHEMA_WHY)
     reference = crash_lab.reference(point.store)
+    point = crash_lab.observed(point)
     db = crash_lab.copy(point.store, point.previous, point.id)
     try:
         _crash(crash_lab, db, point)
