@@ -18,8 +18,9 @@ import pytest
 
 from integration.conftest import MakeDb, ReleaseFiles, RunMigrator, StartMigrator, events_named
 from integration.crashpoints import CrashPoint, interrupt_update, invalid_indexes, seed_rows, seed_tables
-from integration.harness import AppDb, Store, bring_to, run_tool_binary, upgrade_sources, versioned_dir
+from integration.harness import AppDb, Store, bring_to, read_pins, run_tool_binary, upgrade_sources, versioned_dir
 from integration.scenarios import TARGETS, executed_statements
+from integration.supported import supported_releases
 from migrator.vendor import load_vendor_schema
 
 # No run of the cross-release migration may take longer than this; a hang (a waiter's snapshot blocking the
@@ -90,10 +91,14 @@ def paths() -> list[Any]:
     return found
 
 
-def test_the_sources_are_older_releases_of_the_pins() -> None:
-    assert upgrade_sources(), "TEMPORAL_UPGRADE_FROM lists no release"
-    assert {"v1.29.1", "v1.30.4", "v1.31.2"} <= set(upgrade_sources())
-    assert TARGETS == {"temporal": "1.19", "visibility": "1.14"}
+def test_the_readme_table_states_each_release_s_schema_versions(schema_dir: Path, release_files: ReleaseFiles) -> None:
+    trees = {read_pins()["TEMPORAL_VERSION"]: schema_dir}
+    trees.update({release: release_files(release)[1] for release in upgrade_sources()})
+    stated = {release: (row["default store"], row["visibility store"]) for release, row in supported_releases().items()}
+    assert stated == {
+        release: (newest(tree, "temporal"), newest(tree, "visibility")) for release, tree in trees.items()
+    }
+    assert stated[read_pins()["TEMPORAL_VERSION"]] == (TARGETS["temporal"], TARGETS["visibility"])
 
 
 @pytest.mark.parametrize("release", upgrade_sources())
