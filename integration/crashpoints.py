@@ -119,6 +119,17 @@ def crash_points(schema_dir: Path) -> list[CrashPoint]:
     return points
 
 
+def middle_point(schema_dir: Path, store: Store, version: str) -> CrashPoint:
+    """The crash point in the middle of ``version`` of a tree (k = n for a one-statement version: done but
+    unrecorded)."""
+    versions = load_vendor_schema(schema_dir, store).versions
+    names = [item.name for item in versions]
+    index = names.index(version)
+    target = versions[index]
+    previous = names[index - 1] if index else "0.0"
+    return CrashPoint(store, version, previous, max(1, len(target.statements) // 2), target.statements)
+
+
 def expected_count(schema_dir: Path) -> tuple[int, int]:
     """(statement boundaries k < n, versions): computed independently of ``crash_points``."""
     statements = versions = 0

@@ -14,9 +14,9 @@ import pytest
 
 from integration.ci import unavailable
 from integration.conftest import MakeDb, ReleaseFiles, RunMigrator, StartMigrator, events_named
-from integration.crashpoints import CrashPoint, install_interruption, interrupt_update, remove_interruption
+from integration.crashpoints import install_interruption, interrupt_update, middle_point, remove_interruption
 from integration.harness import AppDb, Store, bring_to, read_pins
-from integration.scenarios import TARGETS, previous_version, vendor_version
+from integration.scenarios import TARGETS, previous_version
 from integration.temporal_server import (
     REFUSE_SECONDS,
     Client,
@@ -104,13 +104,6 @@ def test_fresh_install_by_migrate_serves_workflows(
     migrate_both(run_migrator, default, visibility)
     _, client = start_server(PINNED, default, visibility)
     assert_serves(client)
-
-
-def middle_point(schema_dir: Path, store: Store, version: str) -> CrashPoint:
-    """The crash point in the middle of ``version`` of the pinned tree (k = n for a one-statement version)."""
-    target = vendor_version(schema_dir, store, version)
-    applied = max(1, len(target.statements) // 2)
-    return CrashPoint(store, version, previous_version(schema_dir, store, version), applied, target.statements)
 
 
 def test_store_repaired_after_a_crash_inside_a_version_serves_workflows(

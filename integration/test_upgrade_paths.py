@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from integration.conftest import MakeDb, ReleaseFiles, RunMigrator, StartMigrator, events_named
-from integration.crashpoints import CrashPoint, interrupt_update, invalid_indexes, seed_rows, seed_tables
+from integration.crashpoints import interrupt_update, invalid_indexes, middle_point, seed_rows, seed_tables
 from integration.harness import AppDb, Store, bring_to, read_pins, run_tool_binary, upgrade_sources, versioned_dir
 from integration.scenarios import TARGETS, executed_statements
 from integration.supported import supported_releases
@@ -150,13 +150,6 @@ def test_upgrade_path_matches_a_clean_install(
     assert_equals_clean_install(app_db, make_db, store)
 
 
-def crash_point_in_newest(schema_dir: Path, store: Store) -> CrashPoint:
-    """The middle of the source tree's newest version (k = n for a one-statement version: done, unrecorded)."""
-    versions = load_vendor_schema(schema_dir, store).versions
-    last, previous = versions[-1], versions[-2].name
-    return CrashPoint(store, last.name, previous, max(1, len(last.statements) // 2), last.statements)
-
-
 @pytest.mark.parametrize("release", upgrade_sources())
 @pytest.mark.parametrize("store", STORES)
 def test_crash_under_a_source_tree_then_migrate_matches_a_clean_install(
@@ -168,7 +161,7 @@ def test_crash_under_a_source_tree_then_migrate_matches_a_clean_install(
     release_files: ReleaseFiles,
 ) -> None:
     tool, schema_dir = release_files(release)
-    point = crash_point_in_newest(schema_dir, store)
+    point = middle_point(schema_dir, store, newest(schema_dir, store))  # the newest version of the older tree
     bring_to(tool, app_db, schema_dir, store, point.previous)
     crashed, seen = interrupt_update(tool, app_db, schema_dir, point)
     assert crashed.returncode == 1, f"{release}: the tool was not interrupted at {point.describe_failure()}"
