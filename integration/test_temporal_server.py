@@ -146,6 +146,9 @@ def test_upgrade_with_data_keeps_every_workflow_and_finishes_the_open_ones(
     kinds = {w["id"]: w["kind"] for w in started["workflows"]}
     assert sorted(kinds.values()) == ["completed", "completed", "signal", "timer"]
     assert set(before) == set(kinds)
+    assert {wid: w["status"] for wid, w in before.items() if kinds[wid] != "completed"} == {
+        wid: "Running" for wid, kind in kinds.items() if kind != "completed"
+    }
 
     # migrate, with the visibility store's run interrupted in the middle of a version, then repaired.
     point = middle_point(schema_dir, "visibility", "1.13")
