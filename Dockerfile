@@ -8,7 +8,7 @@
 #
 # ADMIN_TOOLS_TAG must equal ADMIN_TOOLS_TAG in pins.env (the test suite checks it).
 
-ARG ADMIN_TOOLS_TAG=1.29.1-tctl-1.18.4-cli-1.5.0
+ARG ADMIN_TOOLS_TAG=1.32.2
 ARG PYTHON_TAG=3.12-slim-bookworm
 
 # --- temporal-sql-tool and /etc/temporal/schema, from the vendor's image -------------------------------------

@@ -75,8 +75,31 @@ def installed_bin_dirs(min_major: int = MIN_MAJOR) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
+BIN_ENV = "MIGRATOR_TEST_PG_BIN"
+
+
+def env_bin_dir() -> tuple[int, Path] | None:
+    """``(major, bin dir)`` from MIGRATOR_TEST_PG_BIN, or None when it is unset."""
+    value = os.environ.get(BIN_ENV)
+    if not value:
+        return None
+    bin_dir = Path(value)
+    postgres = bin_dir / "postgres"
+    if not (postgres.is_file() and os.access(postgres, os.X_OK)):
+        raise FileNotFoundError(f"{BIN_ENV}={value}: no executable postgres there (scripts/fetch-postgres.sh MAJOR)")
+    out = subprocess.run([str(postgres), "--version"], capture_output=True, text=True, check=True, timeout=30)
+    match = re.search(r"\(PostgreSQL\) (\d+)", out.stdout)
+    if match is None:
+        raise ValueError(f"{BIN_ENV}={value}: cannot read the major from {out.stdout.strip()!r}")
+    return int(match.group(1)), bin_dir
+
+
 def find_server_bin(min_major: int = MIN_MAJOR) -> tuple[int, Path] | None:
-    """The highest installed PostgreSQL server (>= ``min_major``), or None."""
+    """The server of MIGRATOR_TEST_PG_BIN (any major: an explicit choice), else the highest installed one
+    (>= ``min_major``), or None."""
+    chosen = env_bin_dir()
+    if chosen is not None:
+        return chosen
     dirs = installed_bin_dirs(min_major)
     return dirs[0] if dirs else None
 

@@ -22,15 +22,17 @@ The error text avoids "already exist" and "not found": the tool treats those as 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import subprocess
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from integration.databases import PgServer
-from integration.harness import Store, resolve_schema_dir
+from integration.databases import AppDb, PgServer
+from integration.harness import Store, resolve_schema_dir, versioned_dir
+from integration.processes import run_tool_binary
 from migrator.statements import Statement
 from migrator.vendor import load_vendor_schema
 
@@ -38,6 +40,7 @@ MARKER = "crash-matrix: interrupted"
 PRIVATE_SCHEMA = "crash_matrix"
 VERSION_TABLE = "schema_version"
 _DML = re.compile(r"^\s*(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+_DO = re.compile(r"^\s*DO\b", re.IGNORECASE)
 _STORES: tuple[Store, ...] = ("temporal", "visibility")
 
 
@@ -48,6 +51,11 @@ def normalise_sql(text: str) -> str:
 
 def is_dml(statement: Statement) -> bool:
     return bool(_DML.match(statement.text))
+
+
+def is_do_block(statement: Statement) -> bool:
+    """A DO block fires the DDL event trigger only when it runs DDL, which depends on the database's state."""
+    return bool(_DO.match(statement.text))
 
 
 def dml_table(statement: Statement) -> str:
@@ -68,6 +76,12 @@ class CrashPoint:
     previous: str  # the version recorded before V ("0.0" for the first)
     applied: int
     statements: tuple[Statement, ...] = field(repr=False, compare=False)
+    # Whether each statement fires the DDL event trigger, as observed by ``probe_fires``; None: every non-DML
+    # statement does (true for any version without a DO block).
+    fires: tuple[bool, ...] | None = field(default=None, repr=False, compare=False)
+
+    def _fires(self, index: int) -> bool:
+        return self.fires[index] if self.fires is not None else not is_dml(self.statements[index])
 
     @property
     def total(self) -> int:
@@ -83,11 +97,11 @@ class CrashPoint:
 
     def ddl_before(self, count: int) -> int:
         """How many of the first ``count`` statements fire DDL event triggers."""
-        return sum(1 for statement in self.statements[:count] if not is_dml(statement))
+        return sum(1 for index in range(min(count, self.total)) if self._fires(index))
 
     def applied_ddl(self) -> list[str]:
         """The DDL statements the tool must have completed before the crash, normalised."""
-        return [normalise_sql(s.text) for s in self.statements[: self.applied] if not is_dml(s)]
+        return [normalise_sql(s.text) for i, s in enumerate(self.statements[: self.applied]) if self._fires(i)]
 
     def describe_failure(self) -> str:
         if self.unrecorded:
@@ -105,6 +119,17 @@ def crash_points(schema_dir: Path) -> list[CrashPoint]:
             points.extend(CrashPoint(store, item.name, previous, k, item.statements) for k in boundaries)
             previous = item.name
     return points
+
+
+def middle_point(schema_dir: Path, store: Store, version: str) -> CrashPoint:
+    """The crash point in the middle of ``version`` of a tree (k = n for a one-statement version: done but
+    unrecorded)."""
+    versions = load_vendor_schema(schema_dir, store).versions
+    names = [item.name for item in versions]
+    index = names.index(version)
+    target = versions[index]
+    previous = names[index - 1] if index else "0.0"
+    return CrashPoint(store, version, previous, max(1, len(target.statements) // 2), target.statements)
 
 
 def expected_count(schema_dir: Path) -> tuple[int, int]:
@@ -181,17 +206,22 @@ CREATE EVENT TRIGGER crash_matrix_end ON ddl_command_end EXECUTE FUNCTION {schem
 """
 
 
-def install_interruption(conn: psycopg.Connection[tuple[Any, ...]], point: CrashPoint) -> None:
-    """As the superuser, in the crash database: make the tool fail right after statement ``point.applied``."""
+def install_interruption(conn: psycopg.Connection[tuple[Any, ...]], point: CrashPoint | None) -> None:
+    """As the superuser, in the crash database: make the tool fail right after statement ``point.applied``
+    (None: only log the DDL statements, for ``probe_fires``)."""
     fail_ddl: int | None = None
     table: str | None = None
     dml_after: int | None = None
-    if point.unrecorded:
+    if point is None:
+        pass
+    elif point.unrecorded:
         table, dml_after = VERSION_TABLE, point.ddl_before(point.total)
     elif is_dml(point.statements[point.applied]):
         table, dml_after = dml_table(point.statements[point.applied]), point.ddl_before(point.applied)
     else:
-        fail_ddl = point.ddl_before(point.applied + 1)
+        # The next statement that fires after the first k: statement k+1 itself, or (when that is a DO block
+        # that runs no DDL, so leaves nothing behind) the first firing one after it.
+        fail_ddl = point.ddl_before(point.applied) + 1
     script = _INSTALL.format(
         schema=PRIVATE_SCHEMA,
         marker=MARKER,
@@ -217,6 +247,38 @@ def remove_interruption(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
     for (relation,) in triggers:
         conn.execute(sql.SQL("DROP TRIGGER crash_matrix_fail ON {}").format(sql.SQL(str(relation))))
     conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(PRIVATE_SCHEMA)))
+
+
+def interrupt_update(
+    tool: Path, db: AppDb, schema_dir: Path, point: CrashPoint
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run the real tool's ``update-schema`` on ``db`` (at ``point.previous``) with the interruption installed;
+    return its result and the DDL statements it completed, leaving only the vendor's objects behind."""
+    with db.server.admin_connect(db.name) as conn:
+        install_interruption(conn, point)
+    crashed = run_tool_binary(tool, db, "update-schema", "-d", str(versioned_dir(schema_dir, point.store)))
+    with db.server.admin_connect(db.name) as conn:
+        seen = seen_statements(conn)
+        remove_interruption(conn)
+        assert leftovers(conn) == []
+    return crashed, seen
+
+
+def probe_fires(tool: Path, db: AppDb, schema_dir: Path, point: CrashPoint) -> CrashPoint:
+    """``point`` with ``fires`` observed: the tool runs ``point.version`` on ``db`` (a throwaway copy at
+    ``point.previous``) with the DDL logged, and a statement fires iff the trigger saw it (a DO block's DDL is
+    logged under the DO block's text). Only versions with a DO block need it."""
+    with db.server.admin_connect(db.name) as conn:
+        install_interruption(conn, None)
+    done = run_tool_binary(
+        tool, db, "update-schema", "-d", str(versioned_dir(schema_dir, point.store)), "-v", point.version
+    )
+    with db.server.admin_connect(db.name) as conn:
+        seen = set(seen_statements(conn))
+        remove_interruption(conn)
+    if done.returncode != 0:
+        raise RuntimeError(f"probing {point.store} v{point.version} failed: {done.stderr[-2000:]}")
+    return replace(point, fires=tuple(normalise_sql(s.text) in seen for s in point.statements))
 
 
 def leftovers(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:

@@ -20,6 +20,7 @@ import psycopg
 from psycopg import errors, sql
 
 from devtools.pgcluster import PG_LIB, connect_admin
+from integration.pgmajors import catalog_dump
 
 PLUGIN = "postgres12"
 # Environment of the children we start: inherited SQL_*/MIGRATOR_* variables are dropped so a developer's
@@ -80,8 +81,9 @@ def server_from_url(url: str) -> PgServer:
     return PgServer(probe.host, probe.port, probe.admin_user, probe.admin_password, major, source="external")
 
 
-def find_pg_dump(server: PgServer) -> Path:
-    """The pg_dump to use for ``server``: its own for a local cluster, else the highest local one >= its major."""
+def find_pg_dump(server: PgServer) -> Path | None:
+    """The pg_dump to use for ``server``: its own for a local cluster, else the highest local one >= its major;
+    None when there is none (the embedded PostgreSQL packages ship no pg_dump)."""
     if server.bin_dir is not None and (server.bin_dir / "pg_dump").is_file():
         return server.bin_dir / "pg_dump"
     candidates: list[tuple[int, Path]] = []
@@ -96,12 +98,7 @@ def find_pg_dump(server: PgServer) -> Path:
         if match:
             candidates.append((int(match.group(1)), Path(on_path)))
     usable = sorted((c for c in candidates if c[0] >= server.major), reverse=True)
-    if not usable:
-        raise RuntimeError(
-            f"schema_dump needs a local pg_dump >= {server.major} (server major); "
-            "install the 'postgresql' package (scripts/test.sh does)"
-        )
-    return usable[0][1]
+    return usable[0][1] if usable else None
 
 
 # -- app databases -------------------------------------------------------------------------------------
@@ -153,8 +150,12 @@ class AppDb:
         return env
 
     def schema_dump(self) -> str:
-        """``pg_dump --schema-only --no-owner --no-privileges``, normalised (see ``normalise_dump``)."""
+        """``pg_dump --schema-only --no-owner --no-privileges``, normalised (see ``normalise_dump``); from the
+        catalog (``integration/pgmajors.py``) when no local pg_dump is as new as the server."""
         pg_dump = find_pg_dump(self.server)
+        if pg_dump is None:
+            with self.server.admin_connect(self.name) as conn:
+                return catalog_dump(conn)
         env = dict(os.environ, PGPASSWORD=self.server.admin_password)
         proc = subprocess.run(
             [

@@ -77,39 +77,36 @@ def default_schema_dir(temporal_version: str) -> Path | None:
     return modcache / "go.temporal.io" / f"server@{temporal_version}" / "schema"
 
 
-# Which release: the pinned one (TEMPORAL_VERSION; TEMPORAL_SQL_TOOL, TEMPORAL_SCHEMA_DIR) or the next one the
-# cross-release upgrade test migrates to (TEMPORAL_NEXT_VERSION; TEMPORAL_NEXT_SQL_TOOL, TEMPORAL_NEXT_SCHEMA_DIR).
-Release = Literal["pinned", "next"]
-_RELEASE_PREFIX: dict[Release, str] = {"pinned": "TEMPORAL", "next": "TEMPORAL_NEXT"}
+# Which release: the pinned one (TEMPORAL_VERSION; overridable by TEMPORAL_SQL_TOOL and TEMPORAL_SCHEMA_DIR) or one
+# of the older releases the upgrade tests start from (TEMPORAL_UPGRADE_FROM; always from the build cache).
 
 
-def _release_build_hint(release: Release) -> str:
-    return "run scripts/build-tool.sh" + ("" if release == "pinned" else ' "$TEMPORAL_NEXT_VERSION"')
+def upgrade_sources() -> list[str]:
+    """The older releases pinned as upgrade sources (TEMPORAL_UPGRADE_FROM), oldest first."""
+    return read_pins()["TEMPORAL_UPGRADE_FROM"].split()
 
 
-def resolve_tool(release: Release = "pinned") -> tuple[Path | None, str]:
-    """``(path, how it was found)``; path is None (with the reason) when the tool is missing."""
-    prefix = _RELEASE_PREFIX[release]
-    variable = f"{prefix}_SQL_TOOL"
-    env = os.environ.get(variable)
-    version = read_pins()[f"{prefix}_VERSION"]
+def resolve_tool(release: str | None = None) -> tuple[Path | None, str]:
+    """``(path, how it was found)`` of the tool of ``release`` (None: the pinned one); path is None (with the
+    reason) when the tool is missing."""
+    env = os.environ.get("TEMPORAL_SQL_TOOL") if release is None else None
+    version = release or read_pins()["TEMPORAL_VERSION"]
     path = Path(env) if env else default_tool_path(version)
-    origin = variable if env else "scripts/build-tool.sh cache"
+    origin = "TEMPORAL_SQL_TOOL" if env else "scripts/build-tool.sh cache"
     if path.is_file() and os.access(path, os.X_OK):
         return path, origin
-    return None, f"temporal-sql-tool {version} not found at {path} ({origin}); {_release_build_hint(release)}"
+    return None, f"temporal-sql-tool {version} not found at {path} ({origin}); run scripts/build-tool.sh {version}"
 
 
-def resolve_schema_dir(release: Release = "pinned") -> tuple[Path | None, str]:
-    prefix = _RELEASE_PREFIX[release]
-    variable = f"{prefix}_SCHEMA_DIR"
-    env = os.environ.get(variable)
-    version = read_pins()[f"{prefix}_VERSION"]
+def resolve_schema_dir(release: str | None = None) -> tuple[Path | None, str]:
+    """``(root of the vendor tree, how it was found)`` of ``release`` (None: the pinned one), as resolve_tool."""
+    env = os.environ.get("TEMPORAL_SCHEMA_DIR") if release is None else None
+    version = release or read_pins()["TEMPORAL_VERSION"]
     path = Path(env) if env else default_schema_dir(version)
-    origin = variable if env else "GOMODCACHE"
+    origin = "TEMPORAL_SCHEMA_DIR" if env else "GOMODCACHE"
     if path is not None and (path / "postgresql" / "v12").is_dir():
         return path, origin
-    return None, f"Temporal {version} schema tree not found at {path} ({origin}); {_release_build_hint(release)}"
+    return None, f"Temporal {version} schema tree not found at {path} ({origin}); run scripts/build-tool.sh {version}"
 
 
 def versioned_dir(schema_dir: Path, store: Store) -> Path:

@@ -16,7 +16,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 import pytest
@@ -25,7 +25,8 @@ from devtools.pgcluster import create_database, derived_password, drop_database,
 from integration.ci import unavailable
 from integration.crashpoints import summarise
 from integration.databases import AppDb, MakeDb, PgServer
-from integration.harness import resolve_schema_dir, resolve_tool
+from integration.harness import resolve_schema_dir, resolve_tool, upgrade_sources
+from integration.pgmajors import pg15_public_schema
 from integration.processes import RunMigrator, RunTool, StartMigrator, migrator_argv, run_tool_binary
 from integration.servers import provide_server
 
@@ -52,13 +53,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     tool, tool_how = resolve_tool()
     schema, schema_how = resolve_schema_dir()
     source = "MIGRATOR_TEST_PG_URL" if os.environ.get("MIGRATOR_TEST_PG_URL") else "docker if it answers, else local"
-    next_tool, next_tool_how = resolve_tool("next")
-    next_schema, next_schema_how = resolve_schema_dir("next")
+    sources = [f"{release}={'ok' if resolve_tool(release)[0] else 'missing'}" for release in upgrade_sources()]
     return [
         f"integration: temporal-sql-tool={tool or tool_how}",
         f"integration: schema-dir={schema or schema_how}",
-        f"integration: next release's temporal-sql-tool={next_tool or next_tool_how}",
-        f"integration: next release's schema-dir={next_schema or next_schema_how}",
+        f"integration: upgrade sources' tools: {' '.join(sources)}",
         f"integration: postgres from {os.environ.get('MIGRATOR_TEST_PG_SOURCE', source)}",
     ]
 
@@ -68,9 +67,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    """The session's PostgreSQL (>= 15) with the app roles ``app`` and ``app_other`` created."""
+    """The session's PostgreSQL (>= 14, with 15's public-schema defaults) with the app roles ``app`` and
+    ``app_other`` created."""
     with contextlib.ExitStack() as stack:
         server = provide_server(stack)
+        with server.admin_connect("template1") as conn:
+            pg15_public_schema(conn, server.major)
         with server.admin_connect() as conn:
             for role in APP_ROLES:
                 ensure_login_role(conn, role, derived_password(server.admin_password, role))
@@ -106,16 +108,18 @@ def schema_dir() -> Path:
     return _required(resolve_schema_dir())
 
 
-@pytest.fixture(scope="session")
-def next_tool() -> Path:
-    """The real temporal-sql-tool of the next release (TEMPORAL_NEXT_SQL_TOOL, else the build cache)."""
-    return _required(resolve_tool("next"))
+class ReleaseFiles(Protocol):
+    def __call__(self, release: str) -> tuple[Path, Path]: ...
 
 
 @pytest.fixture(scope="session")
-def next_schema_dir() -> Path:
-    """Root of the vendor tree of the next release (TEMPORAL_NEXT_SCHEMA_DIR, else GOMODCACHE)."""
-    return _required(resolve_schema_dir("next"))
+def release_files() -> ReleaseFiles:
+    """``(tool, schema dir)`` of an older release (an upgrade source), from scripts/build-tool.sh's cache."""
+
+    def find(release: str) -> tuple[Path, Path]:
+        return _required(resolve_tool(release)), _required(resolve_schema_dir(release))
+
+    return find
 
 
 # -- databases -----------------------------------------------------------------------------------------

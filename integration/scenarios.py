@@ -13,7 +13,8 @@ from migrator.tool import parse_line
 from migrator.vendor import VendorVersion, load_vendor_schema
 from migrator.versions import parse_version
 
-TARGETS: dict[Store, str] = {"temporal": "1.18", "visibility": "1.9"}
+# Newest schema versions of the pinned release (TEMPORAL_VERSION v1.32.2).
+TARGETS: dict[Store, str] = {"temporal": "1.19", "visibility": "1.14"}
 _reference_dumps: dict[tuple[Path, Path, Store], str] = {}
 _VERSION_MARK = re.compile(r"^---- Executing updates for version (\S+) ----$")
 

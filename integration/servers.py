@@ -2,7 +2,8 @@
 
 1. ``MIGRATOR_TEST_PG_URL``: a superuser libpq URL of an external server (shared by all workers);
 2. Testcontainers ``PostgresContainer(POSTGRES_IMAGE from pins.env)`` when a Docker engine answers;
-3. a throwaway local cluster from the PostgreSQL >= 15 server binaries (``devtools/pgcluster.py``).
+3. a throwaway local cluster from the server binaries of ``MIGRATOR_TEST_PG_BIN`` (any major from 14), else of
+   the highest Debian package >= 15 (``devtools/pgcluster.py``).
 ``MIGRATOR_TEST_PG_SOURCE=docker|local`` forces 2 or 3. Nothing here depends on pytest fixtures.
 """
 
@@ -20,6 +21,7 @@ from devtools.pgcluster import MAX_CONNECTIONS, MIN_MAJOR, ClusterError, LocalCl
 from integration.ci import unavailable
 from integration.databases import PgServer, server_from_url, server_major
 from integration.harness import read_pins
+from integration.pgmajors import OLDEST_MAJOR
 
 
 def _docker_answers(timeout: float = 3.0) -> bool:
@@ -102,6 +104,6 @@ def provide_server(stack: contextlib.ExitStack) -> PgServer:
         server = _testcontainers_server(stack)
     else:
         server = _local_server(stack)
-    if server.major < MIN_MAJOR:
-        unavailable(f"PostgreSQL {server.major} at {server.host}:{server.port}; the suite needs >= {MIN_MAJOR}")
+    if server.major < OLDEST_MAJOR:
+        unavailable(f"PostgreSQL {server.major} at {server.host}:{server.port}; the suite needs >= {OLDEST_MAJOR}")
     return server

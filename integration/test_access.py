@@ -14,9 +14,11 @@ from psycopg import sql
 from devtools.pgcluster import free_port
 from integration.databases import AppDb, MakeDb
 from integration.processes import RunMigrator, events_named
+from integration.scenarios import TARGETS
 from migrator.lock import lock_key
 
 
+@pytest.mark.portable
 def test_postgres15_public_schema_without_create_exits_4_and_leaves_nothing(
     make_db: MakeDb, run_migrator: RunMigrator
 ) -> None:
@@ -83,7 +85,7 @@ def test_database_created_a_few_seconds_late_is_waited_for(make_db: MakeDb, run_
     creator.join()
     assert done.returncode == 0, done.stderr[-2000:]
     assert events_named(done.stderr, "db.retrying")
-    assert db.version_rows() == [(db.name, "1.18")]
+    assert db.version_rows() == [(db.name, TARGETS["temporal"])]
 
 
 def test_lock_held_elsewhere_times_out_with_exit_5_naming_the_holder(app_db: AppDb, run_migrator: RunMigrator) -> None:
@@ -166,7 +168,7 @@ def test_server_that_comes_up_late_is_waited_for(app_db: AppDb, run_migrator: Ru
         listener.stop()
     assert done.returncode == 0, done.stderr[-2000:]
     assert events_named(done.stderr, "db.retrying")
-    assert app_db.version_rows() == [(app_db.name, "1.18")]
+    assert app_db.version_rows() == [(app_db.name, TARGETS["temporal"])]
 
 
 @pytest.mark.parametrize("spelling", ["::1", "[::1]"])
@@ -182,4 +184,4 @@ def test_an_ipv6_host_works_in_both_spellings(spelling: str, app_db: AppDb, run_
         listener.stop()
     assert done.returncode == 0, done.stderr[-2000:]
     assert events_named(done.stderr, "tool.started")[0]["argv"][1:3] == ["--ep", "[::1]"]
-    assert app_db.version_rows() == [(app_db.name, "1.18")]
+    assert app_db.version_rows() == [(app_db.name, TARGETS["temporal"])]

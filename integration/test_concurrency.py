@@ -6,6 +6,7 @@ import time
 
 from integration.databases import AppDb
 from integration.processes import RunMigrator, StartMigrator, events_named
+from integration.scenarios import TARGETS
 
 
 def test_wait_returns_once_another_process_has_migrated(
@@ -19,7 +20,7 @@ def test_wait_returns_once_another_process_has_migrated(
     _, stderr = waiter.communicate(timeout=60)
     assert waiter.returncode == 0, stderr[-1500:]
     assert events_named(stderr, "wait.pending")
-    assert events_named(stderr, "wait.done")[0]["current_version"] == "1.18"
+    assert events_named(stderr, "wait.done")[0]["current_version"] == TARGETS["temporal"]
 
 
 def test_wait_times_out_with_exit_8(app_db: AppDb, run_migrator: RunMigrator) -> None:

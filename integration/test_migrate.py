@@ -18,6 +18,7 @@ def migrate(run_migrator: RunMigrator, db: AppDb, store: Store, *extra: str) -> 
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.portable
 @pytest.mark.parametrize("store", ["temporal", "visibility"])
 def test_fresh_install_reaches_the_target_and_matches_the_bare_tool(
     store: Store, app_db: AppDb, make_db: MakeDb, run_migrator: RunMigrator, schema_dir: Path
@@ -31,6 +32,7 @@ def test_fresh_install_reaches_the_target_and_matches_the_bare_tool(
     assert app_db.schema_dump() == reference_dump(make_db, schema_dir, store)
 
 
+@pytest.mark.portable
 def test_rerun_is_a_no_op_that_does_not_start_the_tool(app_db: AppDb, run_migrator: RunMigrator) -> None:
     migrate(run_migrator, app_db, "temporal")
     history = app_db.history()
@@ -48,9 +50,9 @@ def test_upgrade_from_an_intermediate_version(
     done = run_migrator(app_db, "migrate", "--schema", "temporal")
     assert done.returncode == 0, done.stderr[-3000:]
     assert [e["command"] for e in events_named(done.stderr, "tool.started")] == [
-        ["update-schema", "-d", str(schema_dir / "postgresql/v12/temporal/versioned"), "-v", "1.18"]
+        ["update-schema", "-d", str(schema_dir / "postgresql/v12/temporal/versioned"), "-v", TARGETS["temporal"]]
     ]
-    assert app_db.version_rows() == [(app_db.name, "1.18")]
+    assert app_db.version_rows() == [(app_db.name, TARGETS["temporal"])]
     assert app_db.schema_dump() == reference_dump(make_db, schema_dir, "temporal")
 
 
@@ -100,7 +102,8 @@ def test_status_and_plan_change_nothing(app_db: AppDb, run_migrator: RunMigrator
     planned = run_migrator(app_db, "plan", "--schema", "temporal")
     assert (status.returncode, planned.returncode) == (0, 0)
     document = json.loads(status.stdout)
-    assert (document["current_version"], document["state"], document["target_version"]) == ("1.3", "partial", "1.18")
+    target = TARGETS["temporal"]
+    assert (document["current_version"], document["state"], document["target_version"]) == ("1.3", "partial", target)
     assert document["pending_versions"][0] == "1.4"
     assert json.loads(planned.stdout)["steps"] == [
         {"action": "skip-statement", "version": "1.4", "statement": 1, "of": 2, "text": ALTERS[0]},

@@ -1,5 +1,5 @@
 """The repair runs the statements the tool would run: compare our split with what the real tool executes, for
-each release the suite has a tool of (the pinned one and the next one)."""
+each release the suite has a tool of (the pinned one and every upgrade source)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import pytest
 
 from integration.ci import unavailable
 from integration.databases import AppDb
-from integration.harness import Release, Store, resolve_schema_dir, resolve_tool, versioned_dir
+from integration.harness import Store, resolve_schema_dir, resolve_tool, upgrade_sources, versioned_dir
 from integration.processes import run_tool_binary
 from integration.scenarios import executed_statements
 from migrator.vendor import load_vendor_schema
 
 
-@pytest.mark.parametrize("release", ["pinned", "next"])
+@pytest.mark.parametrize("release", [None, *upgrade_sources()], ids=lambda release: release or "pinned")
 @pytest.mark.parametrize("store", ["temporal", "visibility"])
-def test_every_statement_equals_the_one_the_tool_runs(release: Release, store: Store, app_db: AppDb) -> None:
+def test_every_statement_equals_the_one_the_tool_runs(release: str | None, store: Store, app_db: AppDb) -> None:
     (tool, tool_why), (schema_dir, tree_why) = resolve_tool(release), resolve_schema_dir(release)
     if tool is None or schema_dir is None:
         unavailable(tool_why if tool is None else tree_why)

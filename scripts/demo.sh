@@ -5,7 +5,10 @@
 # does), starts a throwaway local PostgreSQL, creates roles and databases the CloudNativePG way (role
 # `temporal` owning database `temporal`, role `temporal_visibility` owning `temporal_visibility`), migrates
 # both stores to the newest schema of the pinned Temporal release, prints `status` of both (a table on a
-# terminal, else JSON), runs `migrate` once more to show it is a no-op, and removes the cluster on exit.
+# terminal, else JSON), runs `migrate` once more to show it is a no-op, then starts a Temporal server of that release on the two databases
+# (scripts/build-server.sh; about two minutes the first time), runs a workflow through it with the Go SDK test
+# client (scripts/build-client.sh), prints the workflows visibility lists, stops the server, and removes the
+# cluster on exit.
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -69,3 +72,19 @@ stage "roles and databases (CloudNativePG style)" create_app_databases
 stage "migrate both stores" migrate_both
 stage "status" status_both
 stage "migrate again (a no-op)" migrate_both
+
+build_server_and_client() {
+    TEMPORAL_SERVER="$(bash "$REPO_ROOT/scripts/build-server.sh" "$TEMPORAL_VERSION" | tail -n 1)"
+    TEMPORAL_CLIENT="$(bash "$REPO_ROOT/scripts/build-client.sh" | tail -n 1)"
+}
+
+# The server's stores are the two migrated databases, as their owner roles; passwords through the environment.
+run_workflow() {
+    echo "# workflows of a Temporal $TEMPORAL_VERSION server on the migrated databases, listed through visibility"
+    TEMPORAL_PASSWORD="$TEMPORAL_PASSWORD" VISIBILITY_PASSWORD="$VISIBILITY_PASSWORD" \
+        "$PYTHON" -m integration.temporal_server demo --server "$TEMPORAL_SERVER" --client "$TEMPORAL_CLIENT" \
+        --host "$PGCLUSTER_HOST" --port "$PGCLUSTER_PORT" --db temporal --visibility-db temporal_visibility
+}
+
+stage "temporal server $TEMPORAL_VERSION and test client" build_server_and_client
+stage "a workflow on the migrated databases (server started, then stopped)" run_workflow

@@ -5,7 +5,7 @@
 #   setup_postgres       PostgreSQL >= 15 server binaries (apt-get install postgresql when root)
 #   setup_tool [VERSION PREFIX]
 #                        scripts/build-tool.sh VERSION (default TEMPORAL_VERSION); exports PREFIX_SQL_TOOL and
-#                        PREFIX_SCHEMA_DIR (default prefix TEMPORAL, e.g. TEMPORAL_NEXT for TEMPORAL_NEXT_VERSION)
+#                        PREFIX_SCHEMA_DIR (default prefix TEMPORAL)
 # Every pinned version comes from pins.env (exported).
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

