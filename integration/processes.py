@@ -74,6 +74,14 @@ def events_named(stderr: str, name: str) -> list[dict[str, Any]]:
     return [e for e in log_events(stderr) if e.get("event") == name]
 
 
+_LOG_KEYS = frozenset({"event", "database", "schema", "level", "timestamp"})
+
+
+def steps_done(stderr: str) -> list[dict[str, Any]]:
+    """The steps a migrate carried out (its ``step.done`` events), in the words of ``plan``'s ``steps``."""
+    return [{k: v for k, v in e.items() if k not in _LOG_KEYS} for e in events_named(stderr, "step.done")]
+
+
 class EventStream:
     """Reads a running migrator's JSON log lines on a thread so a test can wait for one event."""
 

@@ -37,11 +37,10 @@ from integration.crashpoints import (
 )
 from integration.databases import AppDb, PgServer
 from integration.harness import Store, resolve_schema_dir
-from integration.processes import RunMigrator, bring_to, events_named
+from integration.processes import RunMigrator, bring_to, events_named, steps_done
 from integration.scenarios import TARGETS
 from migrator.vendor import load_vendor_schema
 
-LOG_KEYS = {"event", "database", "schema", "level", "timestamp"}
 _SCHEMA_DIR, _SCHEMA_WHY = resolve_schema_dir()
 POINTS: list[CrashPoint] = crash_points(_SCHEMA_DIR) if _SCHEMA_DIR is not None else []
 
@@ -172,7 +171,7 @@ def test_crash_point_converges(
         failed = events_named(done.stderr, "run.failed")
         assert done.returncode == 0, f"{point.id}: exit {done.returncode}, run.failed={failed}\n{done.stderr[-3000:]}"
         # The plan is the whole program: migrate did exactly the steps plan showed, in the same words.
-        done_steps = [{k: v for k, v in e.items() if k not in LOG_KEYS} for e in events_named(done.stderr, "step.done")]
+        done_steps = steps_done(done.stderr)
         assert done_steps == json.loads(planned.stdout)["steps"]
         newest = reference.history[-1]
         assert db.version_rows() == [(db.name, newest)]

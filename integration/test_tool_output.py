@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 from integration.databases import AppDb
+from integration.harness import upgrade_sources
+from integration.plugin import ReleaseFiles
 from integration.processes import RunMigrator, events_named
 
 
@@ -23,12 +25,19 @@ def test_every_tool_output_event_carries_the_database_and_the_store(app_db: AppD
 
 
 def test_a_real_go_panic_is_reported_by_its_panic_line(
-    app_db: AppDb, run_migrator: RunMigrator, tmp_path: Path
+    app_db: AppDb, run_migrator: RunMigrator, release_files: ReleaseFiles, tmp_path: Path
 ) -> None:
     """main: no --connect-attributes (exit 2); a multi-line panic was reported as its last stack frame."""
-    # The tool (up to v1.29) sets sslmode itself and panics on a connect attribute that sets it again.
+    # The tool up to v1.29 (the oldest upgrade source) sets sslmode itself and panics on a connect attribute that
+    # sets it again; from v1.30 the attribute is allowed.
+    tool, schema_dir = release_files(upgrade_sources()[0])
     terminated = tmp_path / "termination-log"
-    env = app_db.env(SQL_CONNECT_ATTRIBUTES="sslmode=disable", MIGRATOR_TERMINATION_LOG=str(terminated))
+    env = app_db.env(
+        SQL_CONNECT_ATTRIBUTES="sslmode=disable",
+        MIGRATOR_TERMINATION_LOG=str(terminated),
+        TEMPORAL_SQL_TOOL=str(tool),
+        MIGRATOR_SCHEMA_DIR=str(schema_dir),
+    )
     done = run_migrator(app_db, "migrate", "--schema", "temporal", env=env)
     assert done.returncode == 7, done.stderr[-2000:]
     error = events_named(done.stderr, "run.failed")[0]["error"]
