@@ -38,8 +38,9 @@ run_pytest() {
     "$PYTHON" -m pytest -n "${PYTEST_WORKERS:-auto}" --dist worksteal "$@"
 }
 
-stage "python deps (pip install -e '.[test]')" setup_python
+stage "python virtualenv and locked deps" setup_python
 stage "postgresql server binaries" setup_postgres
+stage "go toolchain" setup_go
 stage "temporal-sql-tool $TEMPORAL_VERSION" setup_tool
 stage "temporal-sql-tool $TEMPORAL_NEXT_VERSION (next release)" setup_tool "$TEMPORAL_NEXT_VERSION" TEMPORAL_NEXT
 if [[ -f "$REPO_ROOT/scripts/build-helm.sh" ]]; then
