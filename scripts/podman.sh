@@ -1,0 +1,59 @@
+# Containers on this kind of machine, for scripts/fresh-machine-test.sh and scripts/image-test.sh. Source it
+# after lib.sh; it defines functions and variables only.
+#   setup_podman             apt-get install podman, runc and debootstrap when missing (needs root)
+#   base_image SUITE [PKGS]  prints the name of a local Debian SUITE image (debootstrap --variant=minbase, with
+#                            the comma-separated PKGS and the machine's CA certificates); made once, then reused
+#   podman_run ARGS...       podman run with the runtime and limits this machine needs, on the host network
+# Facts behind them: crun fails here ("cgroups in hybrid mode not supported") so the runtime is runc; rootful
+# runc needs explicit rlimits ("setrlimit ... Operation not permitted" without them); no image registry is
+# reachable, so bases are made locally; the package registries are reached through a proxy whose certificate
+# only the machine's CA bundle holds.
+
+CONTAINER_ULIMITS=(--ulimit nofile=1024:4096 --ulimit nproc=1024:4096)
+HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+
+setup_podman() {
+    [[ "$(id -u)" == 0 ]] || die "containers here need root: run 'sudo bash $0'"
+    local missing=() cmd
+    for cmd in podman runc debootstrap; do
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+    done
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]} (apt-get)"
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >&2
+    fi
+    log "$(podman --version), $(runc --version | head -n 1)"
+}
+
+podman_run() {
+    podman --runtime runc run "${CONTAINER_ULIMITS[@]}" --network host "$@"
+}
+
+# The machine's CA bundle, whole (trusted before Debian's ca-certificates is installed) and one certificate per
+# file under /usr/local/share/ca-certificates (kept when ca-certificates later rebuilds the bundle).
+_install_ca_bundle() {
+    local root="$1" local_dir="$1/usr/local/share/ca-certificates/build-machine"
+    mkdir -p "$root/etc/ssl/certs" "$local_dir"
+    cp "$HOST_CA_BUNDLE" "$root/etc/ssl/certs/ca-certificates.crt"
+    awk -v dir="$local_dir" '/BEGIN CERTIFICATE/ { n++ } n { print > (dir "/" n ".crt") }' "$HOST_CA_BUNDLE"
+}
+
+base_image() {
+    local suite="$1" include="${2:-}" name root started
+    name="localhost/temporal-migrator-base/debian:$suite${include:+-${include//,/-}}"
+    if podman image exists "$name"; then
+        log "reusing $name (podman rmi it to make it again)"
+    else
+        started="$(now)"
+        root="$(mktemp -d /var/tmp/debootstrap.XXXXXX)"
+        debootstrap --variant=minbase ${include:+--include="$include"} "$suite" "$root" >/dev/null ||
+            die "debootstrap $suite failed (log: $root/debootstrap/debootstrap.log)"
+        _install_ca_bundle "$root"
+        rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+        tar -C "$root" -c . | podman import --quiet --change 'CMD ["bash"]' - "$name" >/dev/null
+        rm -rf "$root"
+        log "made $name in $(elapsed "$started")"
+    fi
+    echo "$name"
+}
