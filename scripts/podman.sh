@@ -4,6 +4,7 @@
 #   base_image SUITE [PKGS]  prints the name of a local Debian SUITE image (debootstrap --variant=minbase, with
 #                            the comma-separated PKGS and the machine's CA certificates); made once, then reused
 #   podman_run ARGS...       podman run with the runtime and limits this machine needs, on the host network
+#   podman_build ARGS...     podman build, the same way
 # Facts behind them: crun fails here ("cgroups in hybrid mode not supported") so the runtime is runc; rootful
 # runc needs explicit rlimits ("setrlimit ... Operation not permitted" without them); no image registry is
 # reachable, so bases are made locally; the package registries are reached through a proxy whose certificate
@@ -56,4 +57,8 @@ base_image() {
         log "made $name in $(elapsed "$started")"
     fi
     echo "$name"
+}
+
+podman_build() {
+    podman --runtime runc build "${CONTAINER_ULIMITS[@]}" --network host "$@"
 }
