@@ -8,11 +8,14 @@ import threading
 import time
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from integration.conftest import MakeDb, RunMigrator, events_named
 from integration.harness import AppDb
 from migrator.lock import lock_key
+
+pytestmark = pytest.mark.portable
 
 
 def test_postgres15_public_schema_without_create_exits_4_and_leaves_nothing(

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from integration.conftest import RunMigrator, StartMigrator, events_named
 from integration.harness import AppDb
+
+pytestmark = pytest.mark.portable
 
 
 def test_six_concurrent_migrations_apply_each_version_once(app_db: AppDb, start_migrator: StartMigrator) -> None:

@@ -17,6 +17,7 @@ def migrate(run_migrator: RunMigrator, db: AppDb, store: Store, *extra: str) -> 
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.portable
 @pytest.mark.parametrize("store", ["temporal", "visibility"])
 def test_fresh_install_reaches_the_target_and_matches_the_bare_tool(
     store: Store, app_db: AppDb, make_db: MakeDb, run_migrator: RunMigrator, schema_dir: Path
@@ -69,6 +70,7 @@ PARTIAL_STATES = [
 ]
 
 
+@pytest.mark.portable
 @pytest.mark.parametrize(("store", "version", "applied"), PARTIAL_STATES, ids=str)
 def test_partial_state_is_repaired_to_a_clean_install(
     store: Store,
