@@ -16,6 +16,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from integration.ci import unavailable
 from integration.harness import read_pins
 
@@ -85,11 +87,13 @@ def find_hadolint() -> str:
     return candidate
 
 
-def test_hadolint_passes() -> None:
+@pytest.mark.parametrize(
+    "path", [DOCKERFILE, *sorted(ROOT.glob("containers/*/Containerfile"))], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_hadolint_passes(path: Path) -> None:
+    """The image's Dockerfile and the local images' Containerfiles (scripts/image-test.sh, testcontainers-test.sh)."""
     hadolint = find_hadolint()
-    proc = subprocess.run(
-        [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False, timeout=120
-    )
+    proc = subprocess.run([hadolint, "--no-color", str(path)], capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 0, f"hadolint findings:\n{proc.stdout}{proc.stderr}"
 
 
