@@ -4,6 +4,7 @@
 # against a throwaway local PostgreSQL, the container on the host network:
 #   - the README's `docker run` example: migrate both stores, then status and wait for each;
 #   - a migration with a read-only root filesystem (--read-only);
+#   - the image's python3 is the one the tests ran on (Debian 12's);
 #   - the user is 10001 (image config and `id -u` inside);
 #   - the password, given as a podman secret, is in neither `podman inspect` nor the image's history;
 #   - a wrong password exits 4 and a missing database exits 3, as documented.
@@ -101,6 +102,15 @@ read_only_root() {
     expect_state "$(in_image --read-only -e SQL_DATABASE=temporal_readonly -- status --schema temporal)" current
 }
 
+# CI tests with Debian 12's /usr/bin/python3 (scripts/lib.sh); the image must ship that same interpreter.
+ships_the_tested_python() {
+    local shipped tested
+    shipped="$(podman_run --rm --entrypoint python3 "$IMAGE" --version)"
+    tested="$("$PYTHON" --version)"
+    [[ "$shipped" == "$tested" ]] || die "the image ships $shipped, CI tests $tested"
+    log "image and tests: $shipped"
+}
+
 runs_as_10001() {
     local configured inside
     configured="$(podman image inspect --format '{{.Config.User}}' "$IMAGE")"
@@ -156,6 +166,7 @@ stage "podman build (the Dockerfile, local bases)" build_image
 stage "throwaway PostgreSQL and databases" start_database
 stage "smoke: README's docker run example (migrate both stores, status, wait)" readme_example
 stage "smoke: --read-only root filesystem" read_only_root
+stage "smoke: the Python CI tests" ships_the_tested_python
 stage "smoke: user 10001" runs_as_10001
 stage "smoke: password absent from podman inspect and the image history" password_not_recorded
 stage "smoke: wrong password exits 4" bad_password_exits_4

@@ -2,7 +2,8 @@
 # after lib.sh; it defines functions and variables only.
 #   setup_podman             apt-get install podman, runc and debootstrap when missing (needs root)
 #   base_image SUITE [PKGS]  prints the name of a local Debian SUITE image (debootstrap --variant=minbase, with
-#                            the comma-separated PKGS and the machine's CA certificates); made once, then reused
+#                            the comma-separated PKGS, the machine's CA certificates and the apt/dpkg settings
+#                            of Debian's official images); made once per version of this file, then reused
 #   podman_run ARGS...       podman run with the runtime and limits this machine needs, on the host network
 #   podman_build ARGS...     podman build, the same way
 # Facts behind them: crun fails here ("cgroups in hybrid mode not supported") so the runtime is runc; rootful
@@ -40,9 +41,27 @@ _install_ca_bundle() {
     awk -v dir="$local_dir" '/BEGIN CERTIFICATE/ { n++ } n { print > (dir "/" n ".crt") }' "$HOST_CA_BUNDLE"
 }
 
+# What Debian's official slim images configure: apt keeps no package caches, dpkg installs no documentation,
+# manual pages or translations (copyright files stay). Without it a local base grows each image by ~120 MB.
+_slim_like_debian_images() {
+    local root="$1" clean='rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true'
+    cat >"$root/etc/apt/apt.conf.d/docker-clean" <<APT
+DPkg::Post-Invoke { "$clean"; };
+APT::Update::Post-Invoke { "$clean"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+APT
+    mkdir -p "$root/etc/dpkg/dpkg.cfg.d"
+    printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
+        'path-exclude /usr/share/man/*' 'path-exclude /usr/share/info/*' 'path-exclude /usr/share/locale/*' \
+        'path-include /usr/share/locale/locale.alias' >"$root/etc/dpkg/dpkg.cfg.d/docker"
+}
+
 base_image() {
-    local suite="$1" include="${2:-}" name root started
-    name="localhost/temporal-migrator-base/debian:$suite${include:+-${include//,/-}}"
+    local suite="$1" include="${2:-}" name root started recipe
+    # The tag names this file's version, so a changed recipe makes new bases instead of reusing stale ones.
+    recipe="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-8)"
+    name="localhost/temporal-migrator-base/debian:$suite${include:+-${include//,/-}}-$recipe"
     if podman image exists "$name"; then
         log "reusing $name (podman rmi it to make it again)"
     else
@@ -51,7 +70,8 @@ base_image() {
         debootstrap --variant=minbase ${include:+--include="$include"} "$suite" "$root" >/dev/null ||
             die "debootstrap $suite failed (log: $root/debootstrap/debootstrap.log)"
         _install_ca_bundle "$root"
-        rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+        _slim_like_debian_images "$root"
+        rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/*
         tar -C "$root" -c . | podman import --quiet --change 'CMD ["bash"]' - "$name" >/dev/null
         rm -rf "$root"
         log "made $name in $(elapsed "$started")"
