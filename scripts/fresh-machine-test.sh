@@ -35,9 +35,10 @@ non_root_is_told_the_fix() {
     out="$(work_tree | podman_run --rm -i "$BASE" bash -c '
         mkdir /src && tar -x -C /src && chown -R nobody /src && cd /src
         exec setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/tmp bash scripts/demo.sh' 2>&1)" || rc=$?
-    echo "$out" | tail -n 4
     [[ "$rc" == 1 && "$out" == *"run 'sudo apt-get install -y python3-venv'"* ]] ||
-        die "as a user without python3-venv, demo.sh exited $rc without naming 'apt-get install -y python3-venv'"
+        die "as a user without python3-venv, demo.sh exited $rc without naming 'apt-get install -y python3-venv':" \
+            "$(tail -n 4 <<<"$out")"
+    log "as expected, exit 1 with: $(grep -m 1 -o 'ERROR: .*' <<<"$out")"
 }
 
 run_readme_in_container() {
