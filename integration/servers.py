@@ -45,12 +45,20 @@ def _testcontainers_server(stack: contextlib.ExitStack) -> PgServer:
             warnings.simplefilter("ignore", DeprecationWarning)
             from testcontainers.postgres import PostgresContainer  # noqa: PLC0415
 
-    image = read_pins()["POSTGRES_IMAGE"]
+    from docker.types import Ulimit  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415 - optional
+
+    # MIGRATOR_TEST_POSTGRES_IMAGE: an image honouring the official one's contract, e.g. the one
+    # scripts/testcontainers-test.sh makes from Debian's packages where no image registry is reachable.
+    image = os.environ.get("MIGRATOR_TEST_POSTGRES_IMAGE") or read_pins()["POSTGRES_IMAGE"]
     password = secrets.token_urlsafe(18)
-    container = PostgresContainer(
-        image, username="postgres", password=password, dbname="postgres", driver=None
-    ).with_command(
-        f"postgres -c max_connections={MAX_CONNECTIONS} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    container = (
+        PostgresContainer(image, username="postgres", password=password, dbname="postgres", driver=None)
+        .with_command(
+            f"postgres -c max_connections={MAX_CONNECTIONS} -c fsync=off -c synchronous_commit=off"
+            " -c full_page_writes=off"
+        )
+        # Explicit limits: rootful podman with runc cannot start a container that inherits none.
+        .with_kwargs(ulimits=[Ulimit(name=name, soft=1024, hard=4096) for name in ("nofile", "nproc")])
     )
     container.start()
     stack.callback(container.stop)

@@ -17,6 +17,8 @@ from integration.processes import RunMigrator, events_named
 from integration.scenarios import TARGETS
 from migrator.lock import lock_key
 
+pytestmark = pytest.mark.portable
+
 
 @pytest.mark.portable
 def test_postgres15_public_schema_without_create_exits_4_and_leaves_nothing(

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from integration.databases import AppDb
 from integration.processes import RunMigrator, StartMigrator, events_named
 from integration.scenarios import TARGETS
+
+pytestmark = pytest.mark.portable
 
 
 def test_wait_returns_once_another_process_has_migrated(

@@ -57,6 +57,7 @@ def _wait_until(predicate: Any, timeout: float = 20) -> bool:
     return False
 
 
+@pytest.mark.portable
 @pytest.mark.parametrize("half_applied", [False, True], ids=["fresh", "half-applied"])
 def test_sixteen_concurrent_migrations(
     half_applied: bool, app_db: AppDb, start_migrator: StartMigrator, schema_dir: Path

@@ -9,7 +9,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 trap finish EXIT
 
-stage "python deps (pip install -e '.[test]')" setup_python
+stage "python virtualenv and locked deps" setup_python
 stage "postgresql server binaries" setup_postgres
+stage "go toolchain" setup_go
 stage "temporal-sql-tool $TEMPORAL_VERSION" setup_tool
 stage "benchmark" "$PYTHON" -m bench.run "$@"

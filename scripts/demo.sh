@@ -21,8 +21,7 @@ cleanup() {
     if [[ -n "$PGCLUSTER_DIR" ]]; then
         "$PYTHON" -m devtools.pgcluster stop --dir "$PGCLUSTER_DIR" || log "could not stop the cluster in $PGCLUSTER_DIR"
     fi
-    finish
-    return "$rc"
+    finish "$rc"
 }
 trap cleanup EXIT
 
@@ -64,8 +63,9 @@ status_both() {
     migrator visibility temporal_visibility "$VISIBILITY_PASSWORD" temporal_visibility status
 }
 
-stage "python deps (pip install -e '.[test]')" setup_python
+stage "python virtualenv and locked deps" setup_python
 stage "postgresql server binaries" setup_postgres
+stage "go toolchain" setup_go
 stage "temporal-sql-tool $TEMPORAL_VERSION" setup_tool
 stage "start a throwaway PostgreSQL" start_cluster
 stage "roles and databases (CloudNativePG style)" create_app_databases

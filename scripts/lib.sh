@@ -1,7 +1,9 @@
 # Shared set-up for scripts/test.sh and scripts/demo.sh. Source it; it defines functions and variables only.
 #   stage NAME FUNC...   run FUNC with a header and its duration; a failure stops the caller (set -e)
 #   finish               EXIT trap: names a failed stage, prints the total duration
-#   setup_python         pip install -e '.[test]' (quiet)
+#   setup_python         the project's virtualenv with the locked deps (requirements/) and the package, editable;
+#                        sets PYTHON to its interpreter (see python_env for which virtualenv)
+#   setup_go             checks Go >= GO_MIN_VERSION (it fetches the pinned toolchain itself)
 #   setup_postgres       PostgreSQL >= 15 server binaries (apt-get install postgresql when root)
 #   setup_tool [VERSION PREFIX]
 #                        scripts/build-tool.sh VERSION (default TEMPORAL_VERSION); exports PREFIX_SQL_TOOL and
@@ -9,7 +11,8 @@
 # Every pinned version comes from pins.env (exported).
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON="${PYTHON:-python3}"
+# Empty unless the caller chose an interpreter; setup_python sets it (python_env says how it is chosen).
+PYTHON="${PYTHON:-}"
 PG_MIN_MAJOR=15
 
 set -a
@@ -45,8 +48,9 @@ stage() {
 
 TOTAL_STARTED="$(now)"
 # finish: for `trap finish EXIT` in the scripts; reports a failed stage and the total duration.
+# Pass the status when calling it from another EXIT handler (whose own commands have reset $?).
 finish() {
-    local rc=$?
+    local rc="${1:-$?}"
     if [[ -n "$CURRENT_STAGE" ]]; then
         log "<== $CURRENT_STAGE FAILED (exit $rc) after $(elapsed "$STAGE_STARTED")"
     fi
@@ -54,9 +58,59 @@ finish() {
     return "$rc"
 }
 
+# The interpreter to install into, never the system's (PEP 668, and other projects share it): $PYTHON when set,
+# else the active virtualenv's ($VIRTUAL_ENV), else the project's .venv, created from Debian's /usr/bin/python3
+# when present (the Python the image ships) and from python3 on PATH otherwise.
+python_env() {
+    if [[ -z "$PYTHON" && -n "${VIRTUAL_ENV:-}" ]]; then
+        PYTHON="$VIRTUAL_ENV/bin/python"
+    fi
+    if [[ -n "$PYTHON" ]]; then
+        "$PYTHON" -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' ||
+            die "PYTHON=$PYTHON is not a virtualenv's interpreter: unset PYTHON (the scripts then use .venv)" \
+                "or point it at one, e.g. 'python3 -m venv ~/venv && PYTHON=~/venv/bin/python bash $0'"
+        return 0
+    fi
+    local base=python3
+    [[ -x /usr/bin/python3 ]] && base=/usr/bin/python3
+    PYTHON="$REPO_ROOT/.venv/bin/python"
+    [[ -x "$PYTHON" ]] && return 0
+    if ! "$base" -c 'import ensurepip, venv' 2>/dev/null; then
+        [[ "$(id -u)" == 0 ]] ||
+            die "$base cannot create a virtualenv (no ensurepip): run 'sudo apt-get install -y python3-venv' and try again"
+        log "installing python3-venv (apt-get)"
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+    fi
+    log "creating the project virtualenv .venv ($("$base" --version))"
+    "$base" -m venv "$REPO_ROOT/.venv"
+}
+
+# Locked versions with hashes (requirements/, made by scripts/lock.sh), then the package itself, editable and
+# without dependencies, so nothing unpinned is installed.
 setup_python() {
-    "$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-        -e "$REPO_ROOT[test]"
+    python_env
+    local pip=("$PYTHON" -m pip --disable-pip-version-check --quiet)
+    "${pip[@]}" install --require-hashes -r "$REPO_ROOT/requirements/test.txt" -r "$REPO_ROOT/requirements/build.txt"
+    "${pip[@]}" install --no-deps --no-build-isolation -e "$REPO_ROOT"
+    # Its console scripts (temporal-migrator, hadolint, ...) first on PATH, as in an activated virtualenv.
+    PATH="$(dirname "$PYTHON"):$PATH"
+    export PYTHON PATH
+    log "PYTHON=$PYTHON ($("$PYTHON" --version))"
+}
+
+# Any go >= 1.21 honours GOTOOLCHAIN and fetches the pinned toolchain from the Go module proxy itself; older
+# ones (Debian 12's golang-go is 1.19) cannot build the pinned releases.
+GO_MIN_VERSION=1.21
+setup_go() {
+    local version="" fix
+    fix="install Go >= $GO_MIN_VERSION (Debian 13: 'apt-get install -y golang-go'; Debian 12: Go's release tarball at /usr/local/go) and try again"
+    command -v go >/dev/null 2>&1 && version="$(GOTOOLCHAIN=local go version | awk '{ print $3 }')"
+    version="${version#go}"
+    [[ -n "$version" ]] || die "Go is not installed: $fix"
+    [[ "$(printf '%s\n' "$GO_MIN_VERSION" "$version" | sort -V | head -n 1)" == "$GO_MIN_VERSION" ]] ||
+        die "Go $version is too old: $fix"
+    log "Go $version ($(command -v go)); GOTOOLCHAIN=${GOTOOLCHAIN:-auto}"
 }
 
 # Prints the bin dir of the highest installed PostgreSQL >= PG_MIN_MAJOR, or nothing.

@@ -57,8 +57,9 @@ pytest_on_major() {
     MIGRATOR_TEST_PG_SOURCE=local MIGRATOR_TEST_PG_BIN="$bin_dir" run_pytest -m portable integration
 }
 
-stage "python deps (pip install -e '.[test]')" setup_python
+stage "python virtualenv and locked deps" setup_python
 stage "postgresql server binaries" setup_postgres
+stage "go toolchain" setup_go
 stage "temporal-sql-tool $TEMPORAL_VERSION" setup_tool
 for release in $TEMPORAL_UPGRADE_FROM; do
     stage "temporal-sql-tool $release (upgrade source)" build_quietly build-tool.sh "$release"
