@@ -82,9 +82,10 @@ def _run(settings: Settings) -> dict[str, Any]:
         }
     if settings.command == "wait":
         return {"current_version": wait(settings, vendor, target)}
-    state, planned = inspect(settings, vendor, target)
+    state, planned, impact = inspect(settings, vendor, target)
     document = planned.to_dict()
     document["invalid_indexes"] = list(state.catalog.invalid_indexes)
+    document["impact"] = [version.to_dict() for version in impact]
     if settings.command == "plan":
         document["steps"] = [step.to_dict() for step in planned.steps]
         document["blocked"] = access_problem(state, planned)

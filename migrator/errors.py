@@ -76,3 +76,7 @@ class Terminated(MigratorError):
     """SIGTERM arrived; raised from the signal handler so cleanup runs on the way out."""
 
     status = ExitStatus.TERMINATED
+
+
+class LockWaitError(DDLError):
+    """A DDL statement gave up waiting for its table lock (SQLSTATE 55P03): retried until --ddl-retry-timeout."""

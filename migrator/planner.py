@@ -36,6 +36,7 @@ class Action(StrEnum):
     SETUP = "setup-schema"
     REPAIR = "repair"
     UPDATE = "update-schema"
+    DROP_INVALID_INDEX = "drop-invalid-index"
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,11 @@ class Step:
     version: str
     applied: int = 0
     total: int = 0
+    index: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        if self.action is Action.DROP_INVALID_INDEX:
+            return {"action": self.action.value, "version": self.version, "index": self.index}
         if self.action is Action.REPAIR:
             return {
                 "action": self.action.value,
@@ -147,7 +151,21 @@ def plan(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
         situation = Situation.PARTIAL
         repair = Step(Action.REPAIR, first.name, progress.applied, len(first.statements))
         steps = (repair,) if first is target else (repair, Step(Action.UPDATE, target.name))
-    return replace(base, situation=situation, pending=pending, steps=steps)
+    return replace(
+        base, situation=situation, pending=pending, steps=_invalid_index_drops(first, progress.applied, state) + steps
+    )
+
+
+def _invalid_index_drops(version: VendorVersion, applied: int, state: State) -> tuple[Step, ...]:
+    """An INVALID index that a remaining statement creates is a build that failed (a lock timeout, a crash):
+    drop it first, or ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` would keep the broken one."""
+    names = dict.fromkeys(
+        effect.ref.name
+        for statement in version.statements[applied:]
+        for effect in statement.effects
+        if effect.ref.kind is Kind.INDEX and effect.present and state.catalog.indexes.get(effect.ref.name) is False
+    )
+    return tuple(Step(Action.DROP_INVALID_INDEX, version.name, index=name) for name in names)
 
 
 def access_problem(state: State, planned: Plan) -> str | None:

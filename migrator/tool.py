@@ -22,7 +22,8 @@ from typing import Any
 
 import structlog
 
-from migrator.errors import DDLError
+from migrator.errors import DDLError, LockWaitError
+from migrator.online import LOCK_NOT_AVAILABLE, driver_sqlstate, tool_session_env
 from migrator.settings import Settings
 
 log = structlog.get_logger("migrator.tool")
@@ -89,6 +90,7 @@ def tool_argv(settings: Settings, tool: str, command: Sequence[str]) -> list[str
 def tool_env(settings: Settings) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("SQL_")}
     env["SQL_PASSWORD"] = settings.password
+    env.update(tool_session_env(settings.ddl_lock_timeout, env))
     return env
 
 
@@ -170,5 +172,6 @@ def run_tool(settings: Settings, tool: str, command: Sequence[str]) -> float:
         detail = reader.last_error or reader.last_line or "it printed nothing"
         if reader.cause and reader.cause not in detail:
             detail = f"{detail} (cause: {reader.cause})"
-        raise DDLError(f"temporal-sql-tool {command[0]} failed with exit code {code}: {detail}")
+        failure = LockWaitError if driver_sqlstate(reader.cause) == LOCK_NOT_AVAILABLE else DDLError
+        raise failure(f"temporal-sql-tool {command[0]} failed with exit code {code}: {detail}")
     return seconds
