@@ -1,7 +1,8 @@
 """What the DDL sessions of a run are doing, read from ``pg_stat_activity`` on a connection of its own.
 
 The sessions are the tool's (tagged with `migrator.online.TOOL_APPLICATION_NAME`) and our own lock session
-while it runs a repair statement. Each query is one autocommit statement: no snapshot stays open, so the
+while it runs a repair statement; client backends only, as a parallel build's workers repeat their leader's
+query and application_name. Each query is one autocommit statement: no snapshot stays open, so the
 vendor's ``CREATE INDEX CONCURRENTLY`` never waits for this connection. Details of a blocker owned by another
 role (state, transaction age) need ``pg_read_all_stats``; without it PostgreSQL shows its pid and role only.
 """
@@ -22,8 +23,8 @@ SELECT a.pid, a.query, extract(epoch FROM clock_timestamp() - a.query_start)::fl
        a.wait_event_type, a.wait_event, pg_blocking_pids(a.pid),
        p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total
   FROM pg_stat_activity a LEFT JOIN pg_stat_progress_create_index p ON p.pid = a.pid
- WHERE a.datname = current_database() AND a.state = 'active' AND a.pid <> pg_backend_pid()
-   AND (a.application_name = %(app)s OR a.pid = %(own)s)
+ WHERE a.datname = current_database() AND a.state = 'active' AND a.backend_type = 'client backend'
+   AND a.pid <> pg_backend_pid() AND (a.application_name = %(app)s OR a.pid = %(own)s)
 """
 _BLOCKERS = """
 SELECT pid, usename, application_name, state,

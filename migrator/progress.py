@@ -31,7 +31,7 @@ from migrator.settings import Settings
 from migrator.vendor import VendorVersion
 
 log = structlog.get_logger("migrator.progress")
-POLL_SECONDS = 1.0
+POLL_SECONDS = 1.0  # at most; a shorter --progress-interval polls as often as it asks
 
 
 def _flat(text: str) -> str:
@@ -107,7 +107,7 @@ class Watcher:
         return None, None
 
     def _loop(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
+        while not self._stop.wait(min(POLL_SECONDS, self.interval)):
             try:
                 with self._lock:
                     if self._conn is None or self._stop.is_set():
