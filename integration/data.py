@@ -25,6 +25,8 @@ _KEY = """
 SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
  WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)
 """
+# A search-attributes-like document, so generated columns computed from it hold values.
+_DOCUMENT = "jsonb_build_object('TemporalBool01', g % 2 = 0, 'TemporalInt01', g, 'BuildIds', jsonb_build_array(g))"
 _NUMBER = {"int2": "(g % 30000)", "int4": "g", "int8": "g::bigint", "numeric": "g::numeric", "float8": "g::float8"}
 
 
@@ -40,7 +42,7 @@ def _expression(typname: str, typmod: int) -> sql.Composable:
     if typname in ("timestamp", "timestamptz"):
         return sql.SQL("timestamp '2026-01-01' + g * interval '1 second'")
     if typname in ("json", "jsonb"):
-        return sql.SQL("jsonb_build_object('TemporalBool01', g % 2 = 0, 'TemporalInt01', g, 'BuildIds', jsonb_build_array(g::text))")
+        return sql.SQL(_DOCUMENT)
     if typname == "bool":
         return sql.SQL("g % 2 = 0")
     if typname == "uuid":
