@@ -1,0 +1,295 @@
+"""Online safety against the real tool on tables with data (issue 10, item 6; issue 13, item 2).
+
+- A visibility store holding 100k rows, filled at v1.1 (before the vendor's many indexes make inserts slow:
+  6 s instead of 60), upgraded by the migrator with v1.30.4's tree (the per-version rewrites v1.2, v1.3, v1.7,
+  v1.8 and v1.10-v1.12) and then the pinned one (the combined rewrite + CREATE INDEX CONCURRENTLY).
+  Rows survive (count and sampled rows), `plan`'s impact sizes equal the catalog's, and `ddl.progress`
+  reports the index builds from pg_stat_progress_create_index while they run.
+- A default store with rows in every table, upgraded to the pinned release: rows survive.
+- A session holding a conflicting lock or an old snapshot: the migrator logs `ddl.blocked` naming it, gives up
+  on the lock, repairs and retries, and converges to a clean install's schema once the blocker ends; when the
+  blocker outlasts `--ddl-retry-timeout` it exits 7 naming it; stopped by SIGTERM or SIGKILL while blocked,
+  it leaves no statement queued on the server.
+- `--max-rewrite-size` refuses (exit 6) before any DDL.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from integration.ci import unavailable
+from integration.conftest import MakeDb, RunMigrator, StartMigrator, events_named
+from integration.data import columns_of, fill, snapshot
+from integration.harness import AppDb, Store, bring_to, default_schema_dir, default_tool_path, log_events
+from migrator.online import TOOL_APPLICATION_NAME
+from migrator.vendor import load_vendor_schema
+from migrator.versions import parse_version
+
+# Releases the data tests start from; the pinned release comes last.
+FIRST_RELEASE = "v1.29.1"  # default store 1.18
+REWRITE_RELEASE = "v1.30.4"  # visibility 1.12: v1.2, v1.3, v1.7, v1.8, v1.10-v1.12 each rewrite the table
+VISIBILITY_ROWS = 100_000
+DEFAULT_ROWS = 2_000
+BLOCKER = "analytics-blocker"
+_VERSION_TABLES = ("schema_version", "schema_update_history")
+
+
+def release(version: str) -> tuple[Path, Path]:
+    """(tool, schema dir) of a release from scripts/build-tool.sh's cache and GOMODCACHE."""
+    tool, schema = default_tool_path(version), default_schema_dir(version)
+    if not tool.is_file() or schema is None or not schema.is_dir():
+        unavailable(f"temporal-sql-tool {version} or its schema tree is missing: scripts/build-tool.sh {version}")
+    return tool, schema
+
+
+def newest(schema_dir: Path, store: Store) -> str:
+    return load_vendor_schema(schema_dir, store).newest.name
+
+
+def catalog_sizes(db: AppDb) -> dict[str, tuple[int, int]]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT relname, reltuples::bigint, pg_total_relation_size(oid) FROM pg_class"
+            " WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p')"
+        ).fetchall()
+    return {name: (tuples, size) for name, tuples, size in rows}
+
+
+def check_impact(db: AppDb, document: dict[str, Any]) -> list[str]:
+    """Every statement's rows and bytes equal the catalog's now; returns the versions' summaries."""
+    sizes = catalog_sizes(db)
+    assert [item["version"] for item in document["impact"]] == document["pending_versions"]
+    for version in document["impact"]:
+        for statement in version["statements"]:
+            if statement["table"] in sizes:
+                assert (statement["rows"], statement["bytes"]) == sizes[statement["table"]], statement
+    return [item["summary"] for item in document["impact"]]
+
+
+def plan_document(run_migrator: RunMigrator, db: AppDb, env: dict[str, str]) -> dict[str, Any]:
+    proc = run_migrator(db, "plan", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    document: dict[str, Any] = json.loads(proc.stdout)
+    return document
+
+
+def tables_with_rows(db: AppDb) -> dict[str, Any]:
+    with db.connect() as conn:
+        names = [name for name in catalog_sizes(db) if name not in _VERSION_TABLES]
+        return {name: snapshot(conn, name) for name in names}
+
+
+def test_visibility_store_with_100k_rows_survives_every_rewrite(
+    make_db: MakeDb, run_migrator: RunMigrator, temporal_tool: Path, schema_dir: Path
+) -> None:
+    rewrite_tool, rewrite_schema = release(REWRITE_RELEASE)
+    db = make_db()
+    bring_to(rewrite_tool, db, rewrite_schema, "visibility", "1.1")
+    with db.connect() as conn:
+        fill(conn, "executions_visibility", VISIBILITY_ROWS)
+        columns = columns_of(conn, "executions_visibility")
+        before = snapshot(conn, "executions_visibility", columns)
+    assert before.count == VISIBILITY_ROWS
+    summaries: list[str] = []
+    progress: list[dict[str, Any]] = []
+    for tool, tree in ((rewrite_tool, rewrite_schema), (temporal_tool, schema_dir)):
+        env = db.env(TEMPORAL_SQL_TOOL=str(tool), MIGRATOR_SCHEMA_DIR=str(tree), MIGRATOR_SCHEMA="visibility")
+        summaries += check_impact(db, plan_document(run_migrator, db, env))
+        proc = run_migrator(db, "migrate", "--progress-interval", "0.5", env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        progress += events_named(proc.stderr, "ddl.progress")
+        assert db.version_rows() == [(db.name, newest(tree, "visibility"))]
+        with db.connect() as conn:
+            assert snapshot(conn, "executions_visibility", columns) == before
+    assert parse_version(newest(schema_dir, "visibility")) > parse_version("1.12"), "pin a release with v1.13"
+    rewrites = [summary for summary in summaries if "rewrites executions_visibility (100k rows" in summary]
+    assert {summary.split()[0] for summary in rewrites} >= {"v1.2", "v1.10", "v1.11", "v1.12", "v1.13"}
+    index_builds = [event for event in progress if event.get("phase")]
+    assert index_builds, "no ddl.progress from pg_stat_progress_create_index during the index builds"
+    assert all(event["version"] and event["statement"].startswith("CREATE") for event in index_builds)
+    assert any(event["blocks_total"] for event in index_builds)
+    long_running = [event for event in progress if event["seconds"] >= 2]
+    assert long_running, "no statement ran for 2 s: the table is too small to show progress"
+
+
+def test_default_store_with_rows_in_every_table_survives(
+    make_db: MakeDb, run_migrator: RunMigrator, temporal_tool: Path, schema_dir: Path
+) -> None:
+    first_tool, first_schema = release(FIRST_RELEASE)
+    db = make_db()
+    bring_to(first_tool, db, first_schema, "temporal", None)
+    with db.connect() as conn:
+        for table in catalog_sizes(db):
+            if table not in _VERSION_TABLES:
+                fill(conn, table, DEFAULT_ROWS)
+    before = tables_with_rows(db)
+    assert before
+    assert all(item.count >= DEFAULT_ROWS for item in before.values())
+    env = db.env(MIGRATOR_SCHEMA="temporal")
+    check_impact(db, plan_document(run_migrator, db, env))
+    proc = run_migrator(db, "migrate", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert db.version_rows() == [(db.name, newest(schema_dir, "temporal"))]
+    with db.connect() as conn:
+        after = {name: snapshot(conn, name, columns_of(conn, name)) for name in before}
+    for name, item in before.items():
+        assert (after[name].count, after[name].sample[:3]) == (item.count, item.sample[:3]), name
+
+
+# -- blocked DDL -------------------------------------------------------------------------------------------
+
+
+def previous_version(schema_dir: Path, store: Store) -> str:
+    return load_vendor_schema(schema_dir, store).versions[-2].name
+
+
+def blocked_store(make_db: MakeDb, temporal_tool: Path, schema_dir: Path, rows: int = 5_000) -> AppDb:
+    """A visibility store one version below the pinned newest (so the last version's DDL is pending), with rows."""
+    db = make_db()
+    bring_to(temporal_tool, db, schema_dir, "visibility", previous_version(schema_dir, "visibility"))
+    with db.connect() as conn:
+        fill(conn, "executions_visibility", rows)
+    return db
+
+
+@contextmanager
+def blocker(db: AppDb, kind: str) -> Iterator[int]:
+    """A session that blocks the pending DDL until the block ends: ``lock`` holds ACCESS SHARE on the table
+    (an idle-in-transaction reader), ``snapshot`` holds an old snapshot (what CREATE INDEX CONCURRENTLY waits for)."""
+    conn = psycopg.connect(
+        host=db.server.host, port=db.server.port, user=db.user, password=db.password, dbname=db.name,
+        application_name=BLOCKER,
+    )  # fmt: skip
+    try:
+        if kind == "lock":
+            conn.execute("SELECT count(*) FROM executions_visibility")
+        else:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            conn.execute("SELECT count(*) FROM schema_version")
+        pid = conn.info.backend_pid
+        yield pid
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def tool_sessions(db: AppDb) -> list[tuple[int, str, str | None]]:
+    """The tool's sessions still doing something on the server (pid, state, wait event type)."""
+    with db.server.admin_connect(db.name) as conn:
+        rows = conn.execute(
+            "SELECT pid, state, wait_event_type FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = %s AND state <> 'idle'",
+            (TOOL_APPLICATION_NAME,),
+        ).fetchall()
+    return [(pid, state, wait) for pid, state, wait in rows]
+
+
+def wait_until(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("kind", ["lock", "snapshot"])
+def test_blocked_ddl_is_retried_and_converges_to_a_clean_install(
+    make_db: MakeDb, start_migrator: StartMigrator, temporal_tool: Path, schema_dir: Path, kind: str
+) -> None:
+    db = blocked_store(make_db, temporal_tool, schema_dir)
+    env = db.env(MIGRATOR_SCHEMA="visibility")
+    with db.connect() as conn:
+        columns = columns_of(conn, "executions_visibility")
+        before = snapshot(conn, "executions_visibility", columns)
+    with blocker(db, kind) as pid:
+        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "1", "--ddl-retry-timeout", "120", env=env)
+        time.sleep(6)
+        assert proc.poll() is None, "migrate finished while the blocker held"
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stderr[-3000:]
+    blocked = events_named(stderr, "ddl.blocked")
+    assert {b["pid"] for event in blocked for b in event["blockers"]} == {pid}
+    assert blocked[0]["blockers"][0]["application_name"] == BLOCKER
+    assert blocked[0]["version"] == newest(schema_dir, "visibility")
+    assert events_named(stderr, "ddl.retrying")
+    if kind == "snapshot":  # the index build gave up in its wait for old snapshots: INVALID, dropped, rebuilt
+        steps = [step for event in events_named(stderr, "plan.made") for step in event["steps"]]
+        assert any(step["action"] == "drop-invalid-index" for step in steps), steps
+    clean = make_db()
+    bring_to(temporal_tool, clean, schema_dir, "visibility", None)
+    assert db.schema_dump() == clean.schema_dump()
+    with db.connect() as conn:
+        assert snapshot(conn, "executions_visibility", columns) == before
+
+
+def test_a_blocker_outlasting_the_retry_time_is_named_in_exit_7(
+    make_db: MakeDb, run_migrator: RunMigrator, temporal_tool: Path, schema_dir: Path
+) -> None:
+    db = blocked_store(make_db, temporal_tool, schema_dir, rows=100)
+    before = db.version_rows()
+    with blocker(db, "lock") as pid:
+        proc = run_migrator(
+            db,
+            "migrate",
+            "--ddl-lock-timeout",
+            "1",
+            "--ddl-retry-timeout",
+            "4",
+            env=db.env(MIGRATOR_SCHEMA="visibility"),
+        )
+        assert tool_sessions(db) == []
+    assert proc.returncode == 7, proc.stderr[-3000:]
+    error = events_named(proc.stderr, "run.failed")[-1]["error"]
+    assert f"pid {pid} ({BLOCKER}" in error
+    assert "idle in transaction" in error
+    assert f"pg_terminate_backend(pid) for pid {pid}" in error
+    assert db.version_rows() == before
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_migrator_leaves_nothing_queued(
+    make_db: MakeDb, start_migrator: StartMigrator, temporal_tool: Path, schema_dir: Path, stop: signal.Signals
+) -> None:
+    db = blocked_store(make_db, temporal_tool, schema_dir, rows=100)
+    before = db.version_rows()
+    with db.connect() as conn:
+        columns = columns_of(conn, "executions_visibility")
+    with blocker(db, "lock"):
+        # no lock timeout: the tool's ALTER waits for as long as the blocker holds
+        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", env=db.env(MIGRATOR_SCHEMA="visibility"))
+        wait_until(lambda: any(wait == "Lock" for _, _, wait in tool_sessions(db)), 60, "the tool's ALTER to queue")
+        proc.send_signal(stop)
+        proc.communicate(timeout=30)
+        wait_until(lambda: tool_sessions(db) == [], 10, "the server to drop the tool's queued ALTER")
+    assert proc.returncode == (143 if stop == signal.SIGTERM else -signal.SIGKILL)
+    time.sleep(1)
+    assert db.version_rows() == before
+    with db.connect() as conn:
+        assert columns_of(conn, "executions_visibility") == columns, "the queued ALTER was applied after the stop"
+
+
+def test_max_rewrite_size_refuses_before_any_ddl(
+    make_db: MakeDb, run_migrator: RunMigrator, temporal_tool: Path, schema_dir: Path
+) -> None:
+    db = blocked_store(make_db, temporal_tool, schema_dir, rows=1_000)
+    before = (db.version_rows(), db.schema_dump())
+    proc = run_migrator(db, "migrate", "--max-rewrite-size", "100kB", env=db.env(MIGRATOR_SCHEMA="visibility"))
+    assert proc.returncode == 6, proc.stderr[-3000:]
+    error = events_named(proc.stderr, "run.failed")[-1]["error"]
+    assert "rewrites executions_visibility (1k rows," in error
+    assert "larger than --max-rewrite-size 100 kB" in error
+    assert not [event for event in log_events(proc.stderr) if event.get("event") == "tool.started"]
+    assert (db.version_rows(), db.schema_dump()) == before
+    assert (
+        run_migrator(db, "migrate", "--max-rewrite-size", "1GB", env=db.env(MIGRATOR_SCHEMA="visibility")).returncode
+        == 0
+    )
