@@ -75,7 +75,7 @@ def snapshot(conn: psycopg.Connection[tuple[Any, ...]], table: str, columns: lis
     """Every 997th row by primary key, plus first and last, as text (cheap on 100k rows, and order-stable)."""
     if columns is None:
         columns = [name for name, *_ in conn.execute(_COLUMNS, (table,))]
-    key = [name for (name,) in conn.execute(_KEY, (table,))] or columns
+    key = primary_key(conn, table) or columns
     row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
     assert row is not None
     query = sql.SQL(
@@ -87,6 +87,10 @@ def snapshot(conn: psycopg.Connection[tuple[Any, ...]], table: str, columns: lis
         table=sql.Identifier(table),
     )
     return Snapshot(int(row[0]), tuple(conn.execute(query).fetchall()))
+
+
+def primary_key(conn: psycopg.Connection[tuple[Any, ...]], table: str) -> list[str]:
+    return [name for (name,) in conn.execute(_KEY, (table,))]
 
 
 def columns_of(conn: psycopg.Connection[tuple[Any, ...]], table: str) -> list[str]:

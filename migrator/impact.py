@@ -126,6 +126,8 @@ class VersionImpact:
                 continue
             seen.add((item.table, item.effect))
             phrases.append(item.what())
+        if not self.statements:
+            return f"v{self.version} runs no statement (a version bump only)"
         if not phrases:
             return f"v{self.version} changes the catalog only (short locks once granted)"
         return f"v{self.version} " + "; ".join(phrases)
@@ -147,7 +149,7 @@ def describe_size(size: TableSize | None) -> str:
 
 def shorten(text: str, limit: int = SHORT) -> str:
     flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def _widens_text(old: str | None, new: str) -> bool:

@@ -42,6 +42,10 @@ stage "python deps (pip install -e '.[test]')" setup_python
 stage "postgresql server binaries" setup_postgres
 stage "temporal-sql-tool $TEMPORAL_VERSION" setup_tool
 stage "temporal-sql-tool $TEMPORAL_NEXT_VERSION (next release)" setup_tool "$TEMPORAL_NEXT_VERSION" TEMPORAL_NEXT
+# integration/test_online.py starts its stores with data from these releases' schemas (cache paths).
+for release in v1.29.1 v1.30.4; do
+    stage "temporal-sql-tool $release (online data tests)" setup_tool "$release" ONLINE_FROM
+done
 if [[ -f "$REPO_ROOT/scripts/build-helm.sh" ]]; then
     stage "helm ${HELM_VERSION:-}" setup_helm
 fi

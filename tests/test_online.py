@@ -12,7 +12,7 @@ import pytest
 from migrator.activity import Blocker
 from migrator.errors import LockWaitError, UsageError
 from migrator.executor import _gave_up
-from migrator.impact import Effect, Lock, classify, impact_report, too_large
+from migrator.impact import Effect, Lock, VersionImpact, classify, impact_report, too_large
 from migrator.online import driver_sqlstate, tool_session_env
 from migrator.planner import Action, plan
 from migrator.progress import Watcher
@@ -202,3 +202,7 @@ def test_giving_up_names_the_blocker_and_the_fix() -> None:
     assert "after --ddl-retry-timeout 60s" in message
     assert "pid 4242 (psql, role analyst, idle in transaction, transaction open 312s)" in message
     assert "SELECT pg_terminate_backend(pid) for pid 4242" in message
+
+
+def test_a_version_without_statements_is_called_a_bump() -> None:
+    assert VersionImpact("1.10", ()).summary == "v1.10 runs no statement (a version bump only)"
