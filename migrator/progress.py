@@ -63,11 +63,7 @@ class Watcher:
         """Connect and start watching (before the first DDL step only, so a no-op run opens no connection)."""
         if self._conn is not None:
             return
-        self._statements = [
-            (_flat(statement.text), version.name, number)
-            for version in versions
-            for number, statement in enumerate(version.statements, start=1)
-        ]
+        self.track(versions)
         try:
             self._conn = connect(self.settings, timeout=min(10.0, self.settings.connect_timeout))
         except MigratorError as error:  # progress is a courtesy; never fail the run for it
@@ -97,6 +93,14 @@ class Watcher:
                 log.warning("ddl.cancel_failed", error=str(failure))
             finally:
                 self._conn.close()
+
+    def track(self, versions: Sequence[VendorVersion]) -> None:
+        """The pending versions, whose statements name what a session runs (`locate`)."""
+        self._statements = [
+            (_flat(statement.text), version.name, number)
+            for version in versions
+            for number, statement in enumerate(version.statements, start=1)
+        ]
 
     def locate(self, query: str) -> tuple[str | None, int | None]:
         """Which pending version and statement a running query is (its text may be cut at 1 kB)."""
@@ -162,9 +166,21 @@ class Watcher:
             log.info("ddl.progress", **fields)
 
     def _draw(self, fields: dict[str, Any]) -> None:
-        """One console line, redrawn in place (carriage return, clear to end of line)."""
-        text = " ".join(f"{key}={value}" for key, value in fields.items() if value not in (None, []))
-        line = f"{time.strftime('%H:%M:%S')} ddl.progress {text}"
+        """One console line, redrawn in place (carriage return, clear to end of line), compact, with the
+        statement last, where a narrow terminal cuts it, so the figures stay visible."""
+        parts = [time.strftime("%H:%M:%S"), "ddl.progress"]
+        if fields["version"]:
+            parts.append(f"v{fields['version']} statement {fields['statement_index']}")
+        parts.append(f"{fields['seconds']:.0f}s")
+        if "phase" in fields:
+            parts.append(f"{fields['phase']} blocks {fields['blocks_done']}/{fields['blocks_total']}")
+            if fields["tuples_total"]:
+                parts.append(f"tuples {fields['tuples_done']}/{fields['tuples_total']}")
+        else:
+            parts.append(f"wait {fields['wait_event'] or 'none'}")
+            if fields["blocked_by"]:
+                parts.append(f"blocked by {fields['blocked_by']}")
+        line = " ".join(parts) + " | " + fields["statement"]
         sys.stderr.write("\r\x1b[2K" + line[: shutil.get_terminal_size().columns - 1])
         sys.stderr.flush()
         self._drawn = True

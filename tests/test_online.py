@@ -8,8 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import structlog
 
-from migrator.activity import Blocker
+from migrator.activity import Blocker, Running
 from migrator.errors import LockWaitError, UsageError
 from migrator.executor import _gave_up
 from migrator.impact import Effect, Lock, VersionImpact, classify, impact_report, too_large
@@ -206,3 +207,45 @@ def test_giving_up_names_the_blocker_and_the_fix() -> None:
 
 def test_a_version_without_statements_is_called_a_bump() -> None:
     assert VersionImpact("1.10", ()).summary == "v1.10 runs no statement (a version bump only)"
+
+
+INDEX_BUILD = Running(
+    pid=77, query="CREATE INDEX CONCURRENTLY IF NOT EXISTS by_doc ON visits USING GIN (doc)", seconds=12.04,
+    wait_event_type=None, wait_event=None, blocked_by=(), phase="building index: scanning table",
+    blocks_done=1200, blocks_total=4800, tuples_done=0, tuples_total=0,
+)  # fmt: skip
+
+
+def test_progress_names_the_version_statement_and_index_build_phase(tree_writer: Callable[[TreeSpec], Path]) -> None:
+    watcher = Watcher(settings(), own_pid=1)
+    watcher.track(load_vendor_schema(tree_writer(ONLINE_STORE), "temporal").versions)
+    with structlog.testing.capture_logs() as events:
+        watcher._progress(INDEX_BUILD, [])
+    assert events == [
+        {
+            "event": "ddl.progress",
+            "log_level": "info",
+            "version": "1.1",
+            "statement_index": 3,
+            "statement": "CREATE INDEX CONCURRENTLY IF NOT EXISTS by_doc ON visits USING GIN (doc)",
+            "pid": 77,
+            "seconds": 12.0,
+            "phase": "building index: scanning table",
+            "blocks_done": 1200,
+            "blocks_total": 4800,
+            "tuples_done": 0,
+            "tuples_total": 0,
+        }
+    ]
+
+
+def test_on_a_terminal_progress_is_one_line_redrawn_in_place(capsys: pytest.CaptureFixture[str]) -> None:
+    watcher = Watcher(settings(log_format="console"), own_pid=1)
+    watcher.in_place = True
+    watcher._progress(INDEX_BUILD, [])
+    watcher._progress(replace(INDEX_BUILD, seconds=22.0, blocks_done=2400), [])
+    written = capsys.readouterr().err
+    assert "\n" not in written
+    assert written.count("\r\x1b[2K") == 2
+    last = written.rsplit("\r\x1b[2K", 1)[1]
+    assert last.split(" ", 1)[1].startswith("ddl.progress 22s building index: scanning table blocks 2400/4800 | CRE")
