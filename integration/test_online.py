@@ -306,6 +306,8 @@ def test_max_rewrite_size_refuses_before_any_ddl(
 ) -> None:
     db = blocked_store(make_db, temporal_tool, schema_dir, rows=1_000)
     before = (db.version_rows(), db.schema_dump())
+    planned = run_migrator(db, "plan", "--max-rewrite-size", "100kB", env=db.env(MIGRATOR_SCHEMA="visibility"))
+    assert "larger than --max-rewrite-size 100 kB" in json.loads(planned.stdout)["blocked"]
     proc = run_migrator(db, "migrate", "--max-rewrite-size", "100kB", env=db.env(MIGRATOR_SCHEMA="visibility"))
     assert proc.returncode == 6, proc.stderr[-3000:]
     error = events_named(proc.stderr, "run.failed")[-1]["error"]

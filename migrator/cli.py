@@ -20,6 +20,7 @@ import structlog
 from migrator import __version__, logs
 from migrator.errors import ExitStatus, MigratorError, Terminated, UnsafeStateError, UsageError
 from migrator.executor import inspect, migrate, wait
+from migrator.impact import too_large
 from migrator.planner import access_problem, resolve_target
 from migrator.settings import COMMANDS, OPTIONS, Settings, build_settings, resolve_tool
 from migrator.vendor import load_vendor_schema
@@ -88,7 +89,7 @@ def _run(settings: Settings) -> dict[str, Any]:
     document["impact"] = [version.to_dict() for version in impact]
     if settings.command == "plan":
         document["steps"] = [step.to_dict() for step in planned.steps]
-        document["blocked"] = access_problem(state, planned)
+        document["blocked"] = access_problem(state, planned) or too_large(impact, settings.max_rewrite_size)
     print(json.dumps(document, indent=2))
     if settings.command == "plan" and planned.refusal:
         raise UnsafeStateError(planned.refusal)

@@ -176,7 +176,7 @@ def _converge(
 
 def _guard(conn: Connection, settings: Settings, planned: Plan) -> None:
     """--max-rewrite-size: refuse before any DDL when a pending statement rewrites or locks a larger table."""
-    if settings.max_rewrite_size is None:
+    if settings.max_rewrite_size is None:  # the catalog's sizes are not even read
         return
     refusal = too_large(impact_of(conn, planned), settings.max_rewrite_size)
     if refusal:

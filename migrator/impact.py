@@ -227,8 +227,10 @@ def impact_report(pending: Sequence[VendorVersion], sizes: Sizes, applied: int =
     return [version_impact(version, sizes, 0 if position else applied) for position, version in enumerate(pending)]
 
 
-def too_large(report: Iterable[VersionImpact], limit: int) -> str | None:
-    """The ``--max-rewrite-size`` refusal: the first heavy statement on a table larger than ``limit``."""
+def too_large(report: Iterable[VersionImpact], limit: int | None) -> str | None:
+    """The ``--max-rewrite-size`` refusal: the first heavy statement on a table larger than ``limit`` (if set)."""
+    if limit is None:
+        return None
     for version in report:
         for item in version.statements:
             if item.heavy and item.size is not None and item.size.bytes > limit:
