@@ -9,8 +9,9 @@
   current_executions): rows survive.
 - A session holding a conflicting lock or an old snapshot: the migrator logs `ddl.blocked` naming it, gives up
   on the lock, repairs and retries, and converges to a clean install's schema once the blocker ends; when the
-  blocker outlasts `--ddl-retry-timeout` it exits 7 naming it; stopped by SIGTERM or SIGKILL while blocked,
-  it leaves no statement queued on the server.
+  blocker outlasts `--ddl-retry-timeout` it exits 7 naming it (with either of the tool's drivers); stopped by
+  SIGTERM or SIGKILL while the tool's statement waits, or by SIGTERM while its own repair statement waits, it
+  leaves no statement queued on the server.
 - `--max-rewrite-size` refuses (exit 6) before any DDL.
 """
 
@@ -31,6 +32,7 @@ from integration.ci import unavailable
 from integration.conftest import MakeDb, RunMigrator, StartMigrator, events_named
 from integration.data import columns_of, fill, snapshot
 from integration.harness import AppDb, Store, bring_to, default_schema_dir, default_tool_path, log_events
+from migrator.db import APPLICATION_NAME
 from migrator.online import TOOL_APPLICATION_NAME
 from migrator.statements import Kind
 from migrator.vendor import load_vendor_schema
@@ -206,13 +208,13 @@ def blocker(db: AppDb, kind: str) -> Iterator[int]:
         conn.close()
 
 
-def tool_sessions(db: AppDb) -> list[tuple[int, str, str | None]]:
-    """The tool's sessions still doing something on the server (pid, state, wait event type)."""
+def tool_sessions(db: AppDb, application: str = TOOL_APPLICATION_NAME) -> list[tuple[int, str, str | None]]:
+    """The tool's (or our own) sessions still doing something on the server (pid, state, wait event type)."""
     with db.server.admin_connect(db.name) as conn:
         rows = conn.execute(
             "SELECT pid, state, wait_event_type FROM pg_stat_activity"
             " WHERE datname = current_database() AND application_name = %s AND state <> 'idle'",
-            (TOOL_APPLICATION_NAME,),
+            (application,),
         ).fetchall()
     return [(pid, state, wait) for pid, state, wait in rows]
 
@@ -316,3 +318,26 @@ def test_max_rewrite_size_refuses_before_any_ddl(
         run_migrator(db, "migrate", "--max-rewrite-size", "1GB", env=db.env(MIGRATOR_SCHEMA="visibility")).returncode
         == 0
     )
+
+
+def test_a_stopped_repair_leaves_nothing_queued(
+    make_db: MakeDb, start_migrator: StartMigrator, temporal_tool: Path, schema_dir: Path
+) -> None:
+    """The migrator's own repair statement (on its lock session) is cancelled too when it is stopped."""
+    db = blocked_store(make_db, temporal_tool, schema_dir, rows=100)
+    newest_version = load_vendor_schema(schema_dir, "visibility").newest
+    with db.connect() as conn:  # a crash after the first statement: the migrator repairs the rest itself
+        conn.execute(newest_version.statements[0].text.encode())
+    with blocker(db, "snapshot"):
+        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", env=db.env(MIGRATOR_SCHEMA="visibility"))
+        wait_until(
+            lambda: any(wait == "Lock" for _, _, wait in tool_sessions(db, APPLICATION_NAME)),
+            60,
+            "the repair's CREATE INDEX CONCURRENTLY to wait for the old snapshot",
+        )
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        assert tool_sessions(db, APPLICATION_NAME) == []
+    assert proc.returncode == 143, stderr[-2000:]
+    assert events_named(stderr, "ddl.cancelled")
+    assert db.version_rows() == [(db.name, previous_version(schema_dir, "visibility"))]
