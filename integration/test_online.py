@@ -243,9 +243,10 @@ def test_blocked_ddl_is_retried_and_converges_to_a_clean_install(
     _, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 0, stderr[-3000:]
     blocked = events_named(stderr, "ddl.blocked")
-    assert {b["pid"] for event in blocked for b in event["blockers"]} == {pid}
-    assert blocked[0]["blockers"][0]["application_name"] == BLOCKER
-    assert blocked[0]["version"] == newest(schema_dir, "visibility")
+    # our blocker, named; an autovacuum worker analysing the freshly filled table may show up beside it
+    named = {b["pid"]: b for event in blocked for b in event["blockers"]}
+    assert named[pid]["application_name"] == BLOCKER, blocked
+    assert {event["version"] for event in blocked} == {newest(schema_dir, "visibility")}
     assert events_named(stderr, "ddl.retrying")
     if kind == "snapshot":  # the index build gave up in its wait for old snapshots: INVALID, dropped, rebuilt
         steps = [step for event in events_named(stderr, "plan.made") for step in event["steps"]]

@@ -3,7 +3,8 @@
 The sessions are the tool's (tagged with `migrator.online.TOOL_APPLICATION_NAME`) and our own lock session
 while it runs a repair statement; client backends only, as a parallel build's workers repeat their leader's
 query and application_name. Each query is one autocommit statement: no snapshot stays open, so the
-vendor's ``CREATE INDEX CONCURRENTLY`` never waits for this connection. Details of a blocker owned by another
+vendor's ``CREATE INDEX CONCURRENTLY`` never waits for this connection for long (the instant it does, it is not
+reported as a blocker). Details of a blocker owned by another
 role (state, transaction age) need ``pg_read_all_stats``; without it PostgreSQL shows its pid and role only.
 """
 
@@ -27,9 +28,9 @@ SELECT a.pid, a.query, extract(epoch FROM clock_timestamp() - a.query_start)::fl
    AND a.pid <> pg_backend_pid() AND (a.application_name = %(app)s OR a.pid = %(own)s)
 """
 _BLOCKERS = """
-SELECT pid, usename, application_name, state,
+SELECT pid, usename, application_name, backend_type, state,
        extract(epoch FROM clock_timestamp() - xact_start)::float8, query_start
-  FROM pg_stat_activity WHERE pid = ANY(%(pids)s) ORDER BY pid
+  FROM pg_stat_activity WHERE pid = ANY(%(pids)s) AND pid <> pg_backend_pid() ORDER BY pid
 """
 _CANCEL = """
 SELECT pid, pg_cancel_backend(pid) FROM pg_stat_activity
@@ -45,6 +46,7 @@ class Blocker:
     pid: int
     role: str | None
     application_name: str | None
+    backend_type: str | None  # "autovacuum worker" for an automatic VACUUM/ANALYZE in the way
     state: str | None
     transaction_seconds: float | None
     query_start: datetime | None
@@ -54,6 +56,7 @@ class Blocker:
             "pid": self.pid,
             "role": self.role,
             "application_name": self.application_name,
+            "backend_type": self.backend_type,
             "state": self.state,
             "transaction_age": round(self.transaction_seconds, 1) if self.transaction_seconds is not None else None,
             "query_start": self.query_start.isoformat() if self.query_start else None,
@@ -61,7 +64,8 @@ class Blocker:
 
     def __str__(self) -> str:
         age = f", transaction open {self.transaction_seconds:.0f}s" if self.transaction_seconds is not None else ""
-        return f"pid {self.pid} ({self.application_name or 'no application_name'}, role {self.role}, {self.state}{age})"
+        who = self.application_name or self.backend_type or "no application_name"
+        return f"pid {self.pid} ({who}, role {self.role}, {self.state}{age})"
 
 
 @dataclass(frozen=True)

@@ -196,7 +196,7 @@ def test_an_invalid_index_left_by_a_failed_build_is_dropped_as_a_plan_step(
 
 def test_giving_up_names_the_blocker_and_the_fix() -> None:
     watcher = Watcher(settings(), own_pid=1)
-    watcher.last_blockers = (Blocker(4242, "analyst", "psql", "idle in transaction", 312.4, None),)
+    watcher.last_blockers = (Blocker(4242, "analyst", "psql", "client backend", "idle in transaction", 312.4, None),)
     error = _gave_up(LockWaitError("temporal-sql-tool update-schema failed"), settings(ddl_retry_timeout="60"), watcher)
     message = str(error)
     assert error.status == 7
