@@ -135,7 +135,8 @@ def test_visibility_store_with_100k_rows_survives_every_rewrite(
     assert {summary.split()[0] for summary in rewrites} >= {"v1.2", "v1.10", "v1.11", "v1.12", "v1.13"}
     # the rewrites of 100k rows take seconds each: reported while they run, named by version and statement
     rewrites_seen = {event["version"] for event in progress if event["statement"].startswith("ALTER TABLE")}
-    assert {"1.2", newest(schema_dir, "visibility")} <= rewrites_seen, progress[:3]
+    assert newest(schema_dir, "visibility") in rewrites_seen, progress[:3]
+    assert len(rewrites_seen) >= 3, rewrites_seen
     assert max(event["seconds"] for event in progress) >= 2
 
 
@@ -217,6 +218,15 @@ def tool_sessions(db: AppDb, application: str = TOOL_APPLICATION_NAME) -> list[t
             (application,),
         ).fetchall()
     return [(pid, state, wait) for pid, state, wait in rows]
+
+
+def index_build_waiting(db: AppDb) -> bool:
+    with db.server.admin_connect(db.name) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_progress_create_index"
+            " WHERE datname = current_database() AND phase LIKE 'waiting for%'"
+        ).fetchone()
+    return bool(row and row[0])
 
 
 def wait_until(condition: Any, timeout: float, what: str) -> None:
@@ -354,7 +364,8 @@ def test_progress_reports_the_phase_of_an_index_build(
     env = db.env(MIGRATOR_SCHEMA="visibility")
     with blocker(db, "snapshot"):
         proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", "--progress-interval", "0.5", env=env)
-        time.sleep(5)
+        wait_until(lambda: index_build_waiting(db), 120, "the CREATE INDEX CONCURRENTLY to wait for the snapshot")
+        time.sleep(2)  # four progress intervals
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr[-3000:]
     builds = [event for event in events_named(stderr, "ddl.progress") if event.get("phase")]
