@@ -235,11 +235,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args(argv)
-    report = run(args.rounds)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(table(report))
-    print(f"\nfigures: {args.out}")
+    publish(run(args.rounds), args.out, table)
     return 0
+
+
+def publish(report: dict[str, Any], out: Path, render: Callable[[dict[str, Any]], str]) -> None:
+    """Write the figures as JSON and print the table made from them."""
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(render(report))
+    print(f"\nfigures: {out}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from migrator import __version__, logs
 from migrator.createdb import absent_document, ensure_database
 from migrator.errors import ExitStatus, MigratorError, Terminated, UnsafeStateError, UsageError
 from migrator.executor import RunFailed, inspect, migrate, wait
+from migrator.impact import too_large
 from migrator.planner import access_problem, resolve_target
 from migrator.render import default_output, render
 from migrator.settings import COMMANDS, OPTIONS, Settings, build_settings, resolve_tool
@@ -117,12 +118,13 @@ def _run(settings: Settings) -> dict[str, Any]:
 
 
 def _observed_document(settings: Settings, vendor: VendorSchema, target: VendorVersion) -> dict[str, Any]:
-    state, planned = inspect(settings, vendor, target)
+    state, planned, impact = inspect(settings, vendor, target)
     document = planned.to_dict()
     document["invalid_indexes"] = list(state.catalog.invalid_indexes)
+    document["impact"] = [version.to_dict() for version in impact]
     if settings.command == "plan":
         document["steps"] = [step.to_dict() for step in planned.steps]
-        document["blocked"] = access_problem(state, planned)
+        document["blocked"] = access_problem(state, planned) or too_large(impact, settings.max_rewrite_size)
     return document
 
 

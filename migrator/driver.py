@@ -32,8 +32,9 @@ from psycopg import errors, pq, sql
 from psycopg.conninfo import make_conninfo
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
-from migrator.errors import AccessError, DDLError, MigratorError, UnreachableError, UsageError
+from migrator.errors import AccessError, DDLError, LockWaitError, MigratorError, UnreachableError, UsageError
 from migrator.observe import STORED, observe
+from migrator.online import session_settings
 from migrator.settings import Settings
 from migrator.state import State
 from migrator.vendor import VendorSchema, VendorVersion
@@ -92,6 +93,7 @@ _LOST_CLASS = "08"
 _LOST_CODES = frozenset({"57P01", "57P02", "57P03", "57P05"})
 _AUTH_CLASS = "28"
 _PRIVILEGE = errors.InsufficientPrivilege.sqlstate
+_LOCK_NOT_AVAILABLE = errors.LockNotAvailable.sqlstate
 
 
 def error_class(error: psycopg.Error) -> type[MigratorError]:
@@ -103,6 +105,8 @@ def error_class(error: psycopg.Error) -> type[MigratorError]:
         return UnreachableError
     if code.startswith(_AUTH_CLASS) or code == _PRIVILEGE:
         return AccessError
+    if code == _LOCK_NOT_AVAILABLE:  # --ddl-lock-timeout: the version is partly applied; the executor retries
+        return LockWaitError
     return DDLError
 
 
@@ -332,9 +336,20 @@ class Driver:
                 f"within {budget:g}s ({error}); check the host, port and that the database exists"
             ) from None
 
+    @property
+    def server_version(self) -> int:
+        """``server_version_num`` of the server (e.g. 150018)."""
+        return self.conn.info.server_version
+
+    @property
+    def backend_pid(self) -> int:
+        return self.conn.info.backend_pid
+
     def _prepare_primary_session(self) -> None:
+        """No server timeout may end the lock session; its own DDL waits at most --ddl-lock-timeout for a lock."""
+        ddl = session_settings(self.settings.ddl_lock_timeout, self.server_version)
         with translated("preparing the lock session"):
-            for name, value in LOCK_SESSION_SETTINGS.items():
+            for name, value in {**LOCK_SESSION_SETTINGS, **{key: str(item) for key, item in ddl.items()}}.items():
                 self.conn.execute("SELECT set_config(%s, %s, false)", (name, value))
             row = self.conn.execute("SELECT pg_is_in_recovery()").fetchone()
         if row and row[0]:
@@ -416,8 +431,14 @@ class Driver:
             self.conn.execute(text.encode())
 
     def drop_index(self, name: str) -> None:
+        """CONCURRENTLY: a live table's readers and writers are not blocked while the broken build goes."""
         with self._cancelled_if_interrupted(), translated(f"dropping INVALID index {name}"):
-            self.conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
+            self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
+
+    def query(self, query: sql.Composable | str, params: Sequence[Any], doing: str) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement (the DDL watcher's questions about the server's sessions)."""
+        with translated(doing):
+            return self._rows(query, params)
 
     def record_version(self, version: VendorVersion, old_version: str | None) -> None:
         """Record ``version`` with the tool's own two queries (same MD5 and description as the tool writes)."""

@@ -86,3 +86,7 @@ class Terminated(MigratorError):
         super().__init__(message)
         if signum == 2:  # SIGINT: 128 + 2, the shell's convention for Ctrl-C
             self.status = ExitStatus.INTERRUPTED
+
+
+class LockWaitError(DDLError):
+    """A DDL statement gave up waiting for its table lock (SQLSTATE 55P03): retried until --ddl-retry-timeout."""

@@ -9,16 +9,28 @@ or a catalog that does not match a clean install at the target, fails the run.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from migrator.driver import Driver
-from migrator.errors import AccessError, DDLError, UnreachableError, UnsafeStateError, WaitTimeoutError
+from migrator.errors import (
+    AccessError,
+    DDLError,
+    LockWaitError,
+    UnreachableError,
+    UnsafeStateError,
+    WaitTimeoutError,
+)
+from migrator.impact import VersionImpact, impact_report, too_large
 from migrator.lock import HeldLock, advisory_lock
 from migrator.planner import Action, Plan, Situation, Step, access_problem, plan, verification_problems
+from migrator.progress import Watcher
 from migrator.settings import Settings
+from migrator.sizes import read_sizes
 from migrator.state import State
 from migrator.tool import run_tool
 from migrator.vendor import VendorSchema, VendorVersion
@@ -28,6 +40,10 @@ log = structlog.get_logger("migrator")
 # Rounds of observe → plan → execute: one normally; a second only if the first plan's tool run left work
 # (for example a concurrent change). More means the plan does not converge.
 MAX_ROUNDS = 3
+# Pauses between attempts after a lock timeout: full jitter, up to 1 s, 2 s, 4 s ... capped at 30 s, so a
+# short blocker costs a few seconds and a long one is not hammered every second.
+RETRY_FIRST_PAUSE = 1.0
+RETRY_MAX_PAUSE = 30.0
 
 
 @dataclass
@@ -60,10 +76,11 @@ def _execute(
 ) -> None:
     """Carry out one step, exactly as `plan` describes it."""
     if step.action is Action.SETUP:
-        report.tool_seconds += run_tool(settings, tool, ["setup-schema", "-v", step.version])
+        command = ["setup-schema", "-v", step.version]
+        report.tool_seconds += run_tool(settings, tool, command, server_version=driver.server_version)
     elif step.action is Action.UPDATE:
         command = ["update-schema", "-d", str(vendor.versioned_dir), "-v", step.version]
-        report.tool_seconds += run_tool(settings, tool, command)
+        report.tool_seconds += run_tool(settings, tool, command, server_version=driver.server_version)
     elif step.action is Action.DROP_INVALID_INDEX:
         driver.drop_index(step.name)
     elif step.action in (Action.SKIP_STATEMENT, Action.RUN_STATEMENT):
@@ -127,9 +144,88 @@ def _verify(driver: Driver, vendor: VendorSchema, target: VendorVersion, report:
     return state
 
 
+@dataclass
+class Run:
+    """What one `migrate` carries across its attempts (an attempt ends early when a statement gives up on its
+    lock; the next one re-observes, so the repair finishes the partly applied version)."""
+
+    driver: Driver
+    lock: HeldLock
+    watcher: Watcher
+    report: Report
+    observed: bool = False
+    guarded: bool = False
+
+
+def _attempt(run: Run, settings: Settings, tool: str, vendor: VendorSchema, target: VendorVersion) -> None:
+    """Observe, plan, carry out the plan; again until nothing is left (a few rounds at most)."""
+    for _ in range(MAX_ROUNDS):
+        state, planned = observe_and_plan(run.driver, vendor, target)
+        if not run.observed:
+            run.observed = True
+            run.report.from_version = state.version
+            log.info("state.observed", **planned.to_dict(), invalid_indexes=list(state.catalog.invalid_indexes))
+        if planned.refusal:
+            raise UnsafeStateError(planned.refusal)
+        if not planned.steps:
+            return
+        log.info("plan.made", steps=[step.to_dict() for step in planned.steps])
+        problem = access_problem(state, planned)
+        if problem:
+            raise AccessError(problem)
+        if not run.guarded:
+            run.guarded = True
+            _guard(run.driver, settings, planned)
+        run.watcher.start(planned.pending)
+        _run_plan(
+            run.driver, run.lock, settings=settings, tool=tool, vendor=vendor, steps=planned.steps, report=run.report
+        )
+    raise DDLError("the run did not converge; see the plan.made events")
+
+
+def _guard(driver: Driver, settings: Settings, planned: Plan) -> None:
+    """--max-rewrite-size: refuse before any DDL when a pending statement rewrites or locks a larger table."""
+    if settings.max_rewrite_size is None:  # the catalog's sizes are not even read
+        return
+    refusal = too_large(impact_of(driver, planned), settings.max_rewrite_size)
+    if refusal:
+        raise UnsafeStateError(refusal)
+
+
+def _log_retry(watcher: Watcher) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        outcome = state.outcome
+        log.warning(
+            "ddl.retrying",
+            attempt=state.attempt_number,
+            elapsed=round(state.seconds_since_start or 0.0, 1),
+            pause=round(state.upcoming_sleep, 1),
+            cause=str(outcome.exception()) if outcome else None,
+            blockers=[blocker.to_dict() for blocker in watcher.last_blockers],
+        )
+
+    return before_sleep
+
+
+def _gave_up(error: LockWaitError, settings: Settings, watcher: Watcher) -> DDLError:
+    """Exit 7 after --ddl-retry-timeout: name the blocker and the fix."""
+    if watcher.last_blockers:
+        who = "; ".join(str(blocker) for blocker in watcher.last_blockers)
+        pids = ", ".join(str(blocker.pid) for blocker in watcher.last_blockers)
+        fix = f"end that session (SELECT pg_terminate_backend(pid) for pid {pids}) or"
+    else:
+        who, fix = "a session that had gone by the time it was looked at", ""
+    return DDLError(
+        f"{error}; still blocked after --ddl-retry-timeout {settings.ddl_retry_timeout:g}s of retries, by {who}; "
+        f"{fix} run migrate again when it is done (the version is finished by the repair then)"
+    )
+
+
 def migrate(settings: Settings, tool: str, vendor: VendorSchema, target: VendorVersion) -> Report:
     """Bring the store to ``target``; a second run is a no-op that does not start the tool.
 
+    A statement that gives up on its lock (``--ddl-lock-timeout``) leaves its version partly applied: the next
+    attempt re-observes and plans the repair, after a jittered exponential pause, until ``--ddl-retry-timeout``.
     Raises `RunFailed` (wrapping the MigratorError) so the caller can report the steps that completed.
     """
     report = Report()
@@ -138,23 +234,20 @@ def migrate(settings: Settings, tool: str, vendor: VendorSchema, target: VendorV
         with (
             Driver.open(settings, primary=True) as driver,
             advisory_lock(driver, settings.database, settings.lock_timeout) as lock,
+            Watcher(settings, driver.backend_pid) as watcher,
         ):
-            for round_number in range(MAX_ROUNDS):
-                state, planned = observe_and_plan(driver, vendor, target)
-                if round_number == 0:
-                    report.from_version = state.version
-                    log.info("state.observed", **planned.to_dict(), invalid_indexes=list(state.catalog.invalid_indexes))
-                if planned.refusal:
-                    raise UnsafeStateError(planned.refusal)
-                if not planned.steps:
-                    break
-                log.info("plan.made", steps=[step.to_dict() for step in planned.steps])
-                problem = access_problem(state, planned)
-                if problem:
-                    raise AccessError(problem)
-                _run_plan(driver, lock, settings=settings, tool=tool, vendor=vendor, steps=planned.steps, report=report)
-            else:
-                raise DDLError("the run did not converge; see the plan.made events")
+            run = Run(driver, lock, watcher, report)
+            retrying = Retrying(
+                retry=retry_if_exception_type(LockWaitError),
+                wait=wait_random_exponential(multiplier=RETRY_FIRST_PAUSE, max=RETRY_MAX_PAUSE),
+                stop=stop_after_delay(settings.ddl_retry_timeout),
+                before_sleep=_log_retry(watcher),
+                reraise=True,
+            )
+            try:
+                retrying(_attempt, run, settings, tool, vendor, target)
+            except LockWaitError as error:
+                raise _gave_up(error, settings, watcher) from None
             state = _verify(driver, vendor, target, report)
     except Exception as error:
         raise RunFailed(error, report) from error
@@ -171,10 +264,21 @@ def migrate(settings: Settings, tool: str, vendor: VendorSchema, target: VendorV
     return report
 
 
-def inspect(settings: Settings, vendor: VendorSchema, target: VendorVersion) -> tuple[State, Plan]:
-    """Observe without the lock and without changing anything (status, plan)."""
+def impact_of(driver: Driver, planned: Plan) -> list[VersionImpact]:
+    """The impact report of the pending versions (the catalog's sizes are read only when some are pending);
+    statements a repair skips are in place already and have no impact left."""
+    if not planned.pending:
+        return []
+    applied = sum(1 for step in planned.steps if step.action is Action.SKIP_STATEMENT)
+    sizes = read_sizes(lambda query, params: driver.query(query, params, "reading table sizes"))
+    return impact_report(planned.pending, sizes, applied)
+
+
+def inspect(settings: Settings, vendor: VendorSchema, target: VendorVersion) -> tuple[State, Plan, list[VersionImpact]]:
+    """Observe without the lock and without changing anything (status, plan), with the pending versions' impact."""
     with Driver.open(settings) as driver:
-        return observe_and_plan(driver, vendor, target)
+        state, planned = observe_and_plan(driver, vendor, target)
+        return state, planned, impact_of(driver, planned)
 
 
 def wait(settings: Settings, vendor: VendorSchema, target: VendorVersion, poll: float = 2.0) -> str:

@@ -17,6 +17,7 @@ from packaging.version import Version
 
 from migrator.errors import UsageError
 from migrator.render import OUTPUTS
+from migrator.sizes import parse_size
 from migrator.vendor import STORES
 from migrator.versions import parse_target
 
@@ -112,6 +113,34 @@ OPTIONS: tuple[Option, ...] = (
         "seconds one tool run may take (0: no limit)",
     ),
     Option("wait_timeout", ("--wait-timeout",), "MIGRATOR_WAIT_TIMEOUT", "900", "seconds `wait` waits"),
+    Option(
+        "ddl_lock_timeout",
+        ("--ddl-lock-timeout",),
+        "MIGRATOR_DDL_LOCK_TIMEOUT",
+        "5",
+        "seconds one DDL statement (ours or the tool's) may wait for its table lock; 0 = no limit",
+    ),
+    Option(
+        "ddl_retry_timeout",
+        ("--ddl-retry-timeout",),
+        "MIGRATOR_DDL_RETRY_TIMEOUT",
+        "600",
+        "seconds to keep retrying a version whose statement gave up on its lock (then exit 7)",
+    ),
+    Option(
+        "max_rewrite_size",
+        ("--max-rewrite-size",),
+        "MIGRATOR_MAX_REWRITE_SIZE",
+        None,
+        "refuse (exit 6) a pending rewrite or locked scan of a larger table, e.g. 2GB (default: report only)",
+    ),
+    Option(
+        "progress_interval",
+        ("--progress-interval",),
+        "MIGRATOR_PROGRESS_INTERVAL",
+        "10",
+        "seconds between ddl.progress events while a statement runs",
+    ),
     Option("log_format", ("--log-format",), "MIGRATOR_LOG_FORMAT", "json", "json or console"),
     Option("log_level", ("--log-level",), "MIGRATOR_LOG_LEVEL", "info", "debug, info, warning or error"),
     Option(
@@ -165,6 +194,10 @@ class Settings:
     log_format: str
     log_level: str
     termination_log: Path
+    ddl_lock_timeout: float
+    ddl_retry_timeout: float
+    max_rewrite_size: int | None
+    progress_interval: float
     output: str | None = None
     create_database: bool = False
 
@@ -182,6 +215,22 @@ def _seconds(name: str, value: str) -> float:
         seconds = -1.0
     if not seconds >= 0:
         raise UsageError(f"{name} {value!r} is not a number of seconds; give a value such as 60")
+    return seconds
+
+
+def _size(name: str, value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError:
+        raise UsageError(f"{name} {value!r} is not a size; write it as PostgreSQL does, e.g. 500MB or 2GB") from None
+
+
+def _interval(name: str, value: str) -> float:
+    seconds = _seconds(name, value)
+    if seconds <= 0:
+        raise UsageError(f"{name} {value!r} must be more than 0 seconds; give a value such as 10")
     return seconds
 
 
@@ -278,6 +327,10 @@ def build_settings(command: str, parsed: Mapping[str, str | bool | None], enviro
         log_format=_choice(_label("log_format"), get("log_format").lower(), LOG_FORMATS),
         log_level=_choice(_label("log_level"), get("log_level").lower(), LOG_LEVELS),
         termination_log=Path(get("termination_log")),
+        ddl_lock_timeout=_seconds(_label("ddl_lock_timeout"), get("ddl_lock_timeout")),
+        ddl_retry_timeout=_seconds(_label("ddl_retry_timeout"), get("ddl_retry_timeout")),
+        max_rewrite_size=_size(_label("max_rewrite_size"), raw["max_rewrite_size"]),
+        progress_interval=_interval(_label("progress_interval"), get("progress_interval")),
         output=_choice(_label("output"), get("output").lower(), OUTPUTS) if raw["output"] else None,
         create_database=_flag(_label("create_database"), get("create_database")),
     )

@@ -78,6 +78,7 @@ _FLAGS = re.IGNORECASE | re.DOTALL
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _NAME = rf"(?:{_IDENT}\.)?{_IDENT}"
 _NAME_LIST = rf"{_NAME}(?:\s*,\s*{_NAME})*"
+NAME_PATTERN = _NAME  # a possibly qualified, possibly quoted name (also read by migrator.impact)
 _IF_NOT_EXISTS = r"(IF\s+NOT\s+EXISTS\s+)?"
 _IF_EXISTS = r"(IF\s+EXISTS\s+)?"
 _NOT_COLUMNS = {"constraint", "primary", "unique", "check", "foreign", "exclude"}

@@ -30,7 +30,8 @@ from urllib.parse import urlencode
 
 import structlog
 
-from migrator.errors import DDLError
+from migrator.errors import DDLError, LockWaitError
+from migrator.online import LOCK_NOT_AVAILABLE, driver_sqlstate, tool_session_env
 from migrator.settings import Settings, tool_host
 
 log = structlog.get_logger("migrator.tool")
@@ -129,6 +130,13 @@ def tool_env(settings: Settings, passfile: Path | None) -> dict[str, str]:
     return env
 
 
+def run_env(settings: Settings, passfile: Path | None, server_version: int) -> dict[str, str]:
+    """`tool_env` plus what bounds the tool's sessions: lock waits, no statement timeout, a tag to find them by."""
+    env = tool_env(settings, passfile)
+    env.update(tool_session_env(settings.ddl_lock_timeout, server_version, env))
+    return env
+
+
 class _Reader(threading.Thread):
     """Logs each output line (with the run's context) and remembers the most telling error.
 
@@ -189,19 +197,20 @@ def _stop(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-def run_tool(settings: Settings, tool: str, command: Sequence[str]) -> float:
-    """Run one tool command to completion; returns its duration, raises DDLError on failure."""
+def run_tool(settings: Settings, tool: str, command: Sequence[str], *, server_version: int) -> float:
+    """Run one tool command to completion; returns its duration, raises DDLError on failure (LockWaitError when
+    a statement gave up on its lock: the version is partly applied, and the executor retries)."""
     with password_file(settings) as passfile:
-        return _run(settings, tool, command, passfile)
+        return _run(settings, tool, command, run_env(settings, passfile, server_version))
 
 
-def _run(settings: Settings, tool: str, command: Sequence[str], passfile: Path | None) -> float:
+def _run(settings: Settings, tool: str, command: Sequence[str], env: dict[str, str]) -> float:
     argv = tool_argv(settings, tool, command)
     started = time.monotonic()
     process = subprocess.Popen(
         argv,
         preexec_fn=_die_with_parent if _LIBC is not None else None,  # noqa: PLW1509 - see _die_with_parent
-        env=tool_env(settings, passfile),
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -228,5 +237,7 @@ def _run(settings: Settings, tool: str, command: Sequence[str], passfile: Path |
         detail = reader.panic or reader.last_error or reader.last_line or "it printed nothing"
         if reader.cause and reader.cause not in detail:
             detail = f"{detail} (cause: {reader.cause})"
-        raise DDLError(f"temporal-sql-tool {command[0]} failed with exit code {code}: {detail}")
+        gave_up = driver_sqlstate(reader.cause or reader.last_error) == LOCK_NOT_AVAILABLE
+        failure = LockWaitError if gave_up else DDLError
+        raise failure(f"temporal-sql-tool {command[0]} failed with exit code {code}: {detail}")
     return seconds

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The benchmark (issue 5): sets up what a fresh machine lacks, as scripts/test.sh does, then compares the
-# migrator with the bare temporal-sql-tool on a throwaway local PostgreSQL.
-#   bash scripts/bench.sh [--rounds N] [--out FILE]
+# The benchmarks: set up what a fresh machine lacks, as scripts/test.sh does, then compare the migrator with
+# the bare temporal-sql-tool on a throwaway local PostgreSQL.
+#   bash scripts/bench.sh [--rounds N] [--out FILE]                               # issue 5: no-op, install, contention
+#   bash scripts/bench.sh online [--blocker-seconds B] [--rows N] [--out FILE]    # issue 10: under live traffic
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -13,4 +14,10 @@ stage "python virtualenv and locked deps" setup_python
 stage "postgresql server binaries" setup_postgres
 stage "go toolchain" setup_go
 stage "temporal-sql-tool $TEMPORAL_VERSION" setup_tool
-stage "benchmark" "$PYTHON" -m bench.run "$@"
+if [[ "${1:-}" == online ]]; then
+    shift
+    stage "temporal-sql-tool v1.29.1 (the online benchmark's starting schemas)" setup_tool v1.29.1 BENCH_FROM
+    stage "online benchmark" "$PYTHON" -m bench.online "$@"
+else
+    stage "benchmark" "$PYTHON" -m bench.run "$@"
+fi

@@ -13,7 +13,7 @@ import pytest
 from psycopg import errors, pq
 
 from migrator import driver
-from migrator.errors import AccessError, DDLError, UnreachableError, UsageError
+from migrator.errors import AccessError, DDLError, LockWaitError, UnreachableError, UsageError
 from migrator.settings import Settings, build_settings
 
 REFUSED = psycopg.OperationalError("connection failed: FATAL:  something\nmore detail")
@@ -35,7 +35,7 @@ def settings(**overrides: str) -> Settings:
         (errors.InsufficientPrivilege("must be owner of table schema_version"), AccessError),
         (errors.InvalidPassword("password authentication failed"), AccessError),
         (errors.UndefinedTable('relation "x" does not exist'), DDLError),
-        (errors.LockNotAvailable("canceling statement due to lock timeout"), DDLError),
+        (errors.LockNotAvailable("canceling statement due to lock timeout"), LockWaitError),
         (errors.QueryCanceled("canceling statement due to statement timeout"), DDLError),
     ],
 )

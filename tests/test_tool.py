@@ -19,6 +19,7 @@ from migrator.settings import Settings, build_settings
 from migrator.tool import parse_line, run_tool, tool_argv
 
 PASSWORD = "stub-Secret-42"
+SERVER_VERSION = 150000  # what the lock session reports (PostgreSQL 15)
 STUB = f"""#!{sys.executable}
 import json, os, signal, sys, time
 mode = os.environ["STUB_MODE"]
@@ -114,7 +115,7 @@ def test_password_reaches_the_tool_only_through_a_private_password_file(
     monkeypatch.setenv("SQL_HOST", "elsewhere")  # the tool's own env defaults must not leak in
     monkeypatch.setenv("SQL_PASSWORD", PASSWORD)  # not handed on: the tool would URL-escape it wrongly
     password = "a b+c%d:e\\f@g"
-    run_tool(settings(password=password), str(stub), ["setup-schema", "-v", "0.0"])
+    run_tool(settings(password=password), str(stub), ["setup-schema", "-v", "0.0"], server_version=SERVER_VERSION)
     seen = record(tmp_path)
     assert seen["sql_password"] is None
     assert seen["passfile"] == "*:*:*:*:a b+c%d\\:e\\\\f@g\n"
@@ -133,7 +134,7 @@ def test_ipv6_host_and_connect_attributes_are_given_as_the_tool_takes_them() -> 
 def test_failure_is_exit_7_with_the_real_cause(stub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STUB_MODE", "crash")
     with capture_logs() as events, pytest.raises(DDLError) as raised:
-        run_tool(settings(), str(stub), ["update-schema"])
+        run_tool(settings(), str(stub), ["update-schema"], server_version=SERVER_VERSION)
     message = str(raised.value)
     assert "exit code 1" in message
     assert "connection refused" in message
@@ -147,7 +148,7 @@ def test_failure_is_exit_7_with_the_real_cause(stub: Path, monkeypatch: pytest.M
 def test_a_multi_line_go_panic_is_reported_by_its_panic_line(stub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STUB_MODE", "panic")
     with capture_logs() as events, pytest.raises(DDLError) as raised:
-        run_tool(settings(), str(stub), ["update-schema"])
+        run_tool(settings(), str(stub), ["update-schema"], server_version=SERVER_VERSION)
     assert str(raised.value).endswith("exit code 2: panic: runtime error: index out of range [3] with length 3")
     stack = [e for e in events if e["event"] == "tool.output" and "main.go" in e["message"]]
     assert [e["log_level"] for e in stack] == ["error"]
@@ -158,7 +159,7 @@ def test_garbage_and_clashing_field_names_do_not_stop_the_reader(stub: Path, mon
     structlog.contextvars.bind_contextvars(database="db1", schema="visibility")
     started = time.monotonic()
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as events:
-        run_tool(settings(), str(stub), ["update-schema"])
+        run_tool(settings(), str(stub), ["update-schema"], server_version=SERVER_VERSION)
     assert time.monotonic() - started < 10  # the pipe kept draining: no wait for the tool timeout
     clash = next(e for e in events if e.get("message") == "clash")
     assert clash["fields"] == {"event": "x", "level": "y", "timestamp": 1}
@@ -172,7 +173,7 @@ def test_hanging_tool_is_stopped_at_the_timeout(stub: Path, monkeypatch: pytest.
     monkeypatch.setenv("STUB_MODE", "ignore-term")
     started = time.monotonic()
     with pytest.raises(DDLError, match="did not finish within 1s"):
-        run_tool(settings(tool_timeout="1"), str(stub), ["update-schema"])
+        run_tool(settings(tool_timeout="1"), str(stub), ["update-schema"], server_version=SERVER_VERSION)
     assert time.monotonic() - started < 10
 
 
@@ -195,7 +196,7 @@ def test_sigterm_stops_the_tool_before_leaving(stub: Path, tmp_path: Path, monke
         with capture_logs() as events:
             threading.Thread(target=send_term).start()
             with pytest.raises(Terminated):
-                run_tool(settings(), str(stub), ["update-schema"])
+                run_tool(settings(), str(stub), ["update-schema"], server_version=SERVER_VERSION)
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert started_marker.exists()

@@ -151,6 +151,14 @@ The password only ever comes from the store's Secret.
   value: {{ $v.lockTimeout | int64 | toString | quote }}
 - name: MIGRATOR_TOOL_TIMEOUT
   value: {{ $v.toolTimeout | int64 | toString | quote }}
+- name: MIGRATOR_DDL_LOCK_TIMEOUT
+  value: {{ $v.ddlLockTimeout | int64 | toString | quote }}
+- name: MIGRATOR_DDL_RETRY_TIMEOUT
+  value: {{ $v.ddlRetryTimeout | int64 | toString | quote }}
+{{- with $v.maxRewriteSize }}
+- name: MIGRATOR_MAX_REWRITE_SIZE
+  value: {{ . | quote }}
+{{- end }}
 {{- if $store.createDatabase }}
 - name: MIGRATOR_CREATE_DATABASE
   value: "true"

@@ -275,6 +275,9 @@ def test_target_versions_and_timeouts_reach_the_containers() -> None:
         assert env_value(container, "MIGRATOR_LOCK_TIMEOUT") == "600"
         assert env_value(container, "MIGRATOR_CONNECT_TIMEOUT") == "120"
         assert env_value(container, "MIGRATOR_TOOL_TIMEOUT") == "3600"
+        assert env_value(container, "MIGRATOR_DDL_LOCK_TIMEOUT") == "5"
+        assert env_value(container, "MIGRATOR_DDL_RETRY_TIMEOUT") == "600"
+        assert "MIGRATOR_MAX_REWRITE_SIZE" not in env_of(container)
         assert env_value(container, "MIGRATOR_SCHEMA_DIR") == "/etc/temporal/schema"
         assert env_value(container, "SQL_PORT") == "5432"
         assert env_value(container, "SQL_PLUGIN") == "postgres12"
@@ -355,6 +358,14 @@ def test_tls_on() -> None:
         assert env_value(container, "MIGRATOR_CONNECT_TIMEOUT") == "300"
         mount = next(m for m in container["volumeMounts"] if m["name"] == "tls")
         assert mount == {"name": "tls", "mountPath": "/etc/temporal-migrator/tls", "readOnly": True}
+
+
+def test_online_safety_values_reach_both_stores() -> None:
+    sets = ("ddlLockTimeout=0", "ddlRetryTimeout=120", "maxRewriteSize=2GB")
+    for container in migrate_containers(job("argocd.yaml", sets=sets)):
+        assert env_value(container, "MIGRATOR_DDL_LOCK_TIMEOUT") == "0"
+        assert env_value(container, "MIGRATOR_DDL_RETRY_TIMEOUT") == "120"
+        assert env_value(container, "MIGRATOR_MAX_REWRITE_SIZE") == "2GB"
 
 
 def test_tls_absolute_paths_without_secret() -> None:

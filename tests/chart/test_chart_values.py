@@ -30,6 +30,9 @@ from .chart_helpers import CHART, NAMESPACE, RELEASE, ROOT, render_error, run_he
         ("toolTimeout=forever", "at '/toolTimeout': got string, want integer"),
         ("wait.timeout=soon", "at '/wait/timeout': got string, want integer"),
         ("lockTimeout=0", "at '/lockTimeout': minimum"),
+        ("ddlLockTimeout=-1", "at '/ddlLockTimeout': minimum"),
+        ("ddlRetryTimeout=later", "at '/ddlRetryTimeout': got string, want integer"),
+        ("maxRewriteSize=2 GiB", "at '/maxRewriteSize'"),
         # Malformed target versions.
         ("stores.default.targetVersion=1.x", "at '/stores/default/targetVersion'"),
         ("stores.default.targetVersion=v1.18", "at '/stores/default/targetVersion'"),
