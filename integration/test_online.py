@@ -35,7 +35,6 @@ from integration.data import columns_of, fill, snapshot
 from integration.databases import AppDb, MakeDb
 from integration.harness import Store, default_schema_dir, default_tool_path
 from integration.processes import RunMigrator, StartMigrator, bring_to, events_named, log_events
-from migrator.driver import APPLICATION_NAME
 from migrator.online import TOOL_APPLICATION_NAME
 from migrator.statements import Kind
 from migrator.vendor import load_vendor_schema
@@ -331,29 +330,6 @@ def test_max_rewrite_size_refuses_before_any_ddl(
         run_migrator(db, "migrate", "--max-rewrite-size", "1GB", env=db.env(MIGRATOR_SCHEMA="visibility")).returncode
         == 0
     )
-
-
-def test_a_stopped_repair_leaves_nothing_queued(
-    make_db: MakeDb, start_migrator: StartMigrator, temporal_tool: Path, schema_dir: Path
-) -> None:
-    """The migrator's own repair statement (on its lock session) is cancelled too when it is stopped."""
-    db = blocked_store(make_db, temporal_tool, schema_dir, rows=100)
-    newest_version = load_vendor_schema(schema_dir, "visibility").newest
-    with db.connect() as conn:  # a crash after the first statement: the migrator repairs the rest itself
-        conn.execute(newest_version.statements[0].text.encode())
-    with blocker(db, "snapshot"):
-        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", env=db.env(MIGRATOR_SCHEMA="visibility"))
-        wait_until(
-            lambda: any(wait == "Lock" for _, _, wait in tool_sessions(db, APPLICATION_NAME)),
-            60,
-            "the repair's CREATE INDEX CONCURRENTLY to wait for the old snapshot",
-        )
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-        assert tool_sessions(db, APPLICATION_NAME) == []
-    assert proc.returncode == 143, stderr[-2000:]
-    assert events_named(stderr, "ddl.cancelled")
-    assert db.version_rows() == [(db.name, previous_version(schema_dir, "visibility"))]
 
 
 def test_progress_reports_the_phase_of_an_index_build(

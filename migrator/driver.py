@@ -33,6 +33,7 @@ from psycopg.conninfo import make_conninfo
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from migrator.errors import AccessError, DDLError, LockWaitError, MigratorError, UnreachableError, UsageError
+from migrator.logs import retry_fields
 from migrator.observe import STORED, observe
 from migrator.online import session_settings
 from migrator.settings import Settings
@@ -283,13 +284,7 @@ def _classify(settings: Settings, password: str, error: psycopg.OperationalError
 
 
 def _log_retry(state: RetryCallState) -> None:
-    outcome = state.outcome
-    log.warning(
-        "db.retrying",
-        attempt=state.attempt_number,
-        elapsed=round(state.seconds_since_start or 0.0, 1),
-        cause=str(outcome.exception()) if outcome else None,
-    )
+    log.warning("db.retrying", **retry_fields(state))
 
 
 @dataclass

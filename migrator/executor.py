@@ -27,6 +27,7 @@ from migrator.errors import (
 )
 from migrator.impact import VersionImpact, impact_report, too_large
 from migrator.lock import HeldLock, advisory_lock
+from migrator.logs import retry_fields
 from migrator.planner import Action, Plan, Situation, Step, access_problem, plan, verification_problems
 from migrator.progress import Watcher
 from migrator.settings import Settings
@@ -194,13 +195,10 @@ def _guard(driver: Driver, settings: Settings, planned: Plan) -> None:
 
 def _log_retry(watcher: Watcher) -> Callable[[RetryCallState], None]:
     def before_sleep(state: RetryCallState) -> None:
-        outcome = state.outcome
         log.warning(
             "ddl.retrying",
-            attempt=state.attempt_number,
-            elapsed=round(state.seconds_since_start or 0.0, 1),
+            **retry_fields(state),
             pause=round(state.upcoming_sleep, 1),
-            cause=str(outcome.exception()) if outcome else None,
             blockers=[blocker.to_dict() for blocker in watcher.last_blockers],
         )
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
+from tenacity import RetryCallState
 
 REDACTED = "***"
 _secrets: set[str] = set()
@@ -85,3 +86,13 @@ def configure(log_format: str = "json", level: str = "info", secrets: Iterable[s
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO))
+
+
+def retry_fields(state: RetryCallState) -> dict[str, Any]:
+    """The fields of a tenacity retry event (``db.retrying``, ``ddl.retrying``): attempt, time so far, cause."""
+    outcome = state.outcome
+    return {
+        "attempt": state.attempt_number,
+        "elapsed": round(state.seconds_since_start or 0.0, 1),
+        "cause": str(outcome.exception()) if outcome else None,
+    }

@@ -35,6 +35,9 @@ log = structlog.get_logger("migrator.progress")
 POLL_SECONDS = 1.0  # at most; a shorter --progress-interval polls as often as it asks
 
 
+WATCHER_APPLICATION_NAME = "temporal-migrator-watch"
+
+
 def _flat(text: str) -> str:
     return " ".join(text.split())
 
@@ -67,6 +70,9 @@ class Watcher:
         self.track(versions)
         try:
             self._driver = Driver.open(self.settings, timeout=min(10.0, self.settings.connect_timeout))
+            # Its own name, so neither a person nor a script takes it for the lock session.
+            name = (WATCHER_APPLICATION_NAME,)
+            self._driver.query("SELECT set_config('application_name', %s, false)", name, "naming the watcher")
         except MigratorError as error:  # progress is a courtesy; never fail the run for it
             log.warning("ddl.watch_unavailable", error=str(error))
             return
