@@ -4,8 +4,11 @@ version half-applied, and the reference schema of a clean install."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from integration.crashpoints import seed_rows, seed_tables
 from integration.databases import AppDb, MakeDb
 from integration.harness import Store
 from integration.processes import bring_to
@@ -49,6 +52,24 @@ def half_apply(db: AppDb, schema_dir: Path, store: Store, version: str, applied:
         for statement in target.statements[:applied]:
             conn.execute(statement.text.encode())
     return target
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A clean install by a bare tool of its own tree, at the tree's newest version: what a migrated store must
+    equal (schema, seed rows, the versions recorded in order)."""
+
+    dump: str
+    seeds: dict[str, list[tuple[Any, ...]]]
+    versions: list[str]
+
+
+def clean_install(tool: Path, db: AppDb, schema_dir: Path, store: Store) -> Reference:
+    """Install ``store`` on the empty ``db`` with the bare ``tool`` and describe the result."""
+    bring_to(tool, db, schema_dir, store, None)
+    with db.server.admin_connect(db.name) as conn:
+        seeds = seed_rows(conn, seed_tables(schema_dir, store))
+    return Reference(db.schema_dump(), seeds, [new for _, new in db.history()])
 
 
 def reference_dump(

@@ -33,25 +33,14 @@ from integration.crashpoints import (
     is_do_block,
     probe_fires,
     seed_rows,
-    seed_tables,
 )
 from integration.databases import AppDb, PgServer
 from integration.harness import Store, resolve_schema_dir
 from integration.processes import RunMigrator, bring_to, events_named, steps_done
-from integration.scenarios import TARGETS
-from migrator.vendor import load_vendor_schema
+from integration.scenarios import TARGETS, Reference, clean_install
 
 _SCHEMA_DIR, _SCHEMA_WHY = resolve_schema_dir()
 POINTS: list[CrashPoint] = crash_points(_SCHEMA_DIR) if _SCHEMA_DIR is not None else []
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A clean install of one store at its newest version by the bare tool."""
-
-    dump: str
-    seeds: dict[str, list[tuple[Any, ...]]]
-    history: list[str]
 
 
 @dataclass
@@ -100,15 +89,11 @@ class CrashLab:
 
     def reference(self, store: Store) -> Reference:
         if store not in self.references:
-            newest = load_vendor_schema(self.schema_dir, store).newest.name
             db = self.app_db(f"cm_ref_{store}_{uuid.uuid4().hex[:6]}")
             with self.server.admin_connect() as conn:
                 create_database(conn, db.name, "app")
             try:
-                bring_to(self.tool, db, self.schema_dir, store, newest)
-                with self.server.admin_connect(db.name) as conn:
-                    seeds = seed_rows(conn, seed_tables(self.schema_dir, store))
-                self.references[store] = Reference(db.schema_dump(), seeds, [new for _, new in db.history()])
+                self.references[store] = clean_install(self.tool, db, self.schema_dir, store)
             finally:
                 drop_quietly(self.server, db.name)
         return self.references[store]
@@ -173,13 +158,13 @@ def test_crash_point_converges(
         # The plan is the whole program: migrate did exactly the steps plan showed, in the same words.
         done_steps = steps_done(done.stderr)
         assert done_steps == json.loads(planned.stdout)["steps"]
-        newest = reference.history[-1]
+        newest = reference.versions[-1]
         assert db.version_rows() == [(db.name, newest)]
         assert db.schema_dump() == reference.dump
         assert db.invalid_indexes() == []
         with crash_lab.server.admin_connect(db.name) as conn:
             assert seed_rows(conn, list(reference.seeds)) == reference.seeds
-        assert [new for _, new in db.history()] == reference.history
+        assert [new for _, new in db.history()] == reference.versions
         repaired = events_named(done.stderr, "repair.statement")
         record_property("crash_point", {"id": point.id, "repaired": len(repaired)})
     finally:

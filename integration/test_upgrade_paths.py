@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from integration.crashpoints import interrupt_update, middle_point, seed_rows, seed_tables
+from integration.crashpoints import interrupt_update, middle_point, seed_rows
 from integration.databases import AppDb, MakeDb
 from integration.harness import Store, read_pins, upgrade_sources
 from integration.plugin import ReleaseFiles
 from integration.processes import RunMigrator, StartMigrator, bring_to, events_named
-from integration.scenarios import TARGETS
+from integration.scenarios import TARGETS, Reference, clean_install
 from integration.supported import supported_releases
 from migrator.vendor import load_vendor_schema
 
@@ -34,15 +33,6 @@ STORES: tuple[Store, ...] = ("temporal", "visibility")
 STOPS: dict[str, dict[Store, tuple[str, ...]]] = {"v1.30.4": {"visibility": ("1.10", "1.11", "1.12")}}
 
 
-@dataclass(frozen=True)
-class Reference:
-    """A clean install of the pinned release by its bare tool."""
-
-    dump: str
-    seeds: dict[str, list[tuple[Any, ...]]]
-    versions: list[str]
-
-
 _references: dict[Store, Reference] = {}
 
 
@@ -52,11 +42,8 @@ def reference(make_db: MakeDb, store: Store) -> Reference:
         clean = make_db()
         assert clean.tool is not None
         assert clean.schema_dir is not None
-        bring_to(clean.tool, clean, clean.schema_dir, store, None)
+        _references[store] = clean_install(clean.tool, clean, clean.schema_dir, store)
         assert clean.version_rows() == [(clean.name, TARGETS[store])]
-        with clean.server.admin_connect(clean.name) as conn:
-            seeds = seed_rows(conn, seed_tables(clean.schema_dir, store))
-        _references[store] = Reference(clean.schema_dump(), seeds, [new for _, new in clean.history()])
     return _references[store]
 
 
