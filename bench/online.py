@@ -35,10 +35,10 @@ import psycopg
 from psycopg import sql
 
 from bench.run import STORES, Bench, publish
+from devtools.data import fill, primary_key
 from devtools.pgcluster import LocalCluster, drop_database, ensure_login_role
-from integration.data import fill, primary_key
-from integration.harness import default_schema_dir, default_tool_path, resolve_schema_dir, resolve_tool
-from migrator.settings import OPTIONS
+from devtools.pins import default_schema_dir, default_tool_path, resolve_schema_dir, resolve_tool
+from migrator.cli.options import OPTIONS
 
 FROM_RELEASE = "v1.29.1"
 HOT = {"temporal": ("executions", "current_executions"), "visibility": ("executions_visibility",)}

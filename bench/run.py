@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.pgcluster import LocalCluster, create_database, drop_database, ensure_login_role
-from integration.harness import resolve_schema_dir, resolve_tool
+from devtools.pins import resolve_schema_dir, resolve_tool
 
 STORES = ("temporal", "visibility")
 GOALS = {"noop_ratio": 1.0, "fresh_ratio": 1.05, "contention_ratio": 1.3, "peak_rss_mb": 80.0}

@@ -1,6 +1,6 @@
-"""Loads the integration suite's plugin (``integration/plugin.py``); nothing else lives here."""
+"""Loads the integration suite's plugin (``integration/support/plugin.py``); nothing else lives here."""
 
-from integration.plugin import (
+from integration.support.plugin import (
     app_db,
     app_roles,
     make_db,

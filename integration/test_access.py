@@ -11,11 +11,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from devtools.databases import AppDb, MakeDb
 from devtools.pgcluster import free_port
-from integration.databases import AppDb, MakeDb
-from integration.processes import RunMigrator, events_named
-from integration.scenarios import TARGETS
-from migrator.lock import lock_key
+from integration.support.processes import RunMigrator, events_named
+from integration.support.scenarios import TARGETS
+from migrator.run.lock import lock_key
 
 pytestmark = pytest.mark.portable
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from integration.databases import AppDb, MakeDb
-from integration.harness import versioned_dir
-from integration.processes import RunMigrator, RunTool, events_named
-from integration.scenarios import tool_to
+from devtools.databases import AppDb, MakeDb
+from devtools.pins import versioned_dir
+from integration.support.processes import RunMigrator, RunTool, events_named
+from integration.support.scenarios import tool_to
 
 
 @dataclass(frozen=True)

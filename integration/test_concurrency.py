@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from integration.databases import AppDb
-from integration.processes import RunMigrator, StartMigrator, events_named
-from integration.scenarios import TARGETS
+from devtools.databases import AppDb
+from integration.support.processes import RunMigrator, StartMigrator, events_named
+from integration.support.scenarios import TARGETS
 
 pytestmark = pytest.mark.portable
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from psycopg import sql
 
-from integration.databases import AppDb, PgServer
-from integration.processes import RunMigrator, events_named
-from integration.scenarios import TARGETS
+from devtools.databases import AppDb, PgServer
+from integration.support.processes import RunMigrator, events_named
+from integration.support.scenarios import TARGETS
 
 PrivateDb = Callable[..., AppDb]
 

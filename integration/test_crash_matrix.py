@@ -1,12 +1,12 @@
 """Crash-point matrix: every statement boundary of every version of both stores, interrupted for real.
 
 For each crash point (store, V, k) a copy of a template database at V-1 (``CREATE DATABASE ... TEMPLATE``) gets
-a server-side interruption (``integration/crashpoints.py``); the real tool runs ``update-schema`` to the target
+a server-side interruption (``integration/support/crashpoints.py``); the real tool runs ``update-schema`` to the target
 and dies at statement k+1 of V (k = n: at its own version write, "complete but unrecorded"). The interruption
 is removed, ``migrate`` runs, and the database must equal a clean install: exit 0, version = target,
 ``pg_dump --schema-only`` identical, no INVALID index, seed rows neither duplicated nor lost, and the same
 version history. The terminal summary prints how many crash points were tried and converged, and the
-matrix's duration (``integration.crashpoints.summarise``).
+matrix's duration (``integration.support.crashpoints.summarise``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from typing import Any
 
 import pytest
 
+from devtools.ci import unavailable
+from devtools.databases import AppDb, PgServer
 from devtools.pgcluster import create_database
-from integration.ci import unavailable
-from integration.crashpoints import (
+from devtools.pins import Store, resolve_schema_dir
+from integration.support.crashpoints import (
     MARKER,
     CrashPoint,
     clone,
@@ -34,10 +36,8 @@ from integration.crashpoints import (
     probe_fires,
     seed_rows,
 )
-from integration.databases import AppDb, PgServer
-from integration.harness import Store, resolve_schema_dir
-from integration.processes import RunMigrator, bring_to, events_named, steps_done
-from integration.scenarios import TARGETS, Reference, clean_install
+from integration.support.processes import RunMigrator, bring_to, events_named, steps_done
+from integration.support.scenarios import TARGETS, Reference, clean_install
 
 _SCHEMA_DIR, _SCHEMA_WHY = resolve_schema_dir()
 POINTS: list[CrashPoint] = crash_points(_SCHEMA_DIR) if _SCHEMA_DIR is not None else []

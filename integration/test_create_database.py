@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from devtools.databases import AppDb, PgServer
 from devtools.pgcluster import derived_password, drop_database, ensure_login_role
-from integration.databases import AppDb, PgServer
-from integration.harness import Store, resolve_schema_dir, resolve_tool
-from integration.processes import RunMigrator, events_named
-from migrator.vendor import load_vendor_schema
+from devtools.pins import Store, resolve_schema_dir, resolve_tool
+from integration.support.processes import RunMigrator, events_named
+from migrator.source.tree import load_vendor_schema
 
 CREATOR = "app_creator"
 

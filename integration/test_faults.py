@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from integration.databases import AppDb, MakeDb
-from integration.harness import Store
-from integration.processes import EventStream, RunMigrator, StartMigrator, events_named
-from integration.scenarios import TARGETS, half_apply, reference_dump
-from migrator.lock import lock_key
+from devtools.databases import AppDb, MakeDb
+from devtools.pins import Store
+from integration.support.processes import EventStream, RunMigrator, StartMigrator, events_named
+from integration.support.scenarios import TARGETS, half_apply, reference_dump
+from migrator.run.lock import lock_key
 
 
 def _start_until_update_runs(

@@ -7,9 +7,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from integration.databases import AppDb, MakeDb, PgServer, normalise_dump
-from integration.harness import read_pins, versioned_dir
-from integration.processes import RunTool, log_events
+from devtools.databases import AppDb, MakeDb, PgServer, normalise_dump
+from devtools.pins import read_pins, versioned_dir
+from integration.support.processes import RunTool, log_events
 
 
 def test_server_is_15_or_newer(pg_server: PgServer) -> None:

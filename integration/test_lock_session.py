@@ -12,9 +12,9 @@ from pathlib import Path
 
 from psycopg import sql
 
-from integration.databases import AppDb
-from integration.processes import EventStream, RunMigrator, StartMigrator, events_named
-from integration.scenarios import TARGETS, half_apply, wrapped_tool
+from devtools.databases import AppDb
+from integration.support.processes import EventStream, RunMigrator, StartMigrator, events_named
+from integration.support.scenarios import TARGETS, half_apply, wrapped_tool
 
 
 def test_idle_session_timeout_cannot_end_the_lock_session_during_a_slow_tool_run(

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from integration.databases import AppDb, MakeDb
-from integration.harness import Store
-from integration.processes import RunMigrator, RunTool, events_named
-from integration.scenarios import TARGETS, half_apply, reference_dump, tool_to, vendor_version
+from devtools.databases import AppDb, MakeDb
+from devtools.pins import Store
+from integration.support.processes import RunMigrator, RunTool, events_named
+from integration.support.scenarios import TARGETS, half_apply, reference_dump, tool_to, vendor_version
 
 
 def migrate(run_migrator: RunMigrator, db: AppDb, store: Store, *extra: str) -> None:

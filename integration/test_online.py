@@ -30,15 +30,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from integration.ci import unavailable
-from integration.data import columns_of, fill, snapshot
-from integration.databases import AppDb, MakeDb
-from integration.harness import Store, default_schema_dir, default_tool_path
-from integration.processes import RunMigrator, StartMigrator, bring_to, events_named, log_events
-from migrator.online import TOOL_APPLICATION_NAME
-from migrator.statements import Kind
-from migrator.vendor import load_vendor_schema
-from migrator.versions import parse_version
+from devtools.ci import unavailable
+from devtools.data import columns_of, fill, snapshot
+from devtools.databases import AppDb, MakeDb
+from devtools.pins import Store, default_schema_dir, default_tool_path
+from integration.support.processes import RunMigrator, StartMigrator, bring_to, events_named, log_events
+from migrator.core.statements import Kind
+from migrator.core.versions import parse_version
+from migrator.db.session import TOOL_APPLICATION_NAME
+from migrator.source.tree import load_vendor_schema
 
 # Releases the data tests start from; the pinned release comes last.
 FIRST_RELEASE = "v1.29.1"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from packaging.version import Version
 
-from integration.databases import AppDb
-from integration.processes import RunMigrator, bring_to
-from migrator.vendor import load_vendor_schema
+from devtools.databases import AppDb
+from integration.support.processes import RunMigrator, bring_to
+from migrator.source.tree import load_vendor_schema
 
 
 def cells(line: str) -> list[str]:

@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from integration.databases import AppDb, MakeDb
-from integration.pgmajors import catalog_dump
-from integration.processes import RunMigrator
+from devtools.databases import AppDb, MakeDb
+from devtools.pgmajors import catalog_dump
+from integration.support.processes import RunMigrator
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 CHANGES: dict[str, Callable[[Conn], object]] = {

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from psycopg import errors, sql
 
+from devtools.databases import AppDb, MakeDb
 from devtools.pgcluster import create_database, drop_database
-from integration.databases import AppDb, MakeDb
-from integration.harness import versioned_dir
-from integration.processes import RunMigrator, events_named
-from integration.scenarios import TARGETS, reference_dump, tool_to, wrapped_tool
-from migrator.vendor import load_vendor_schema
+from devtools.pins import versioned_dir
+from integration.support.processes import RunMigrator, events_named
+from integration.support.scenarios import TARGETS, reference_dump, tool_to, wrapped_tool
+from migrator.source.tree import load_vendor_schema
 
 
 def test_an_invalid_index_of_the_application_is_a_warning_not_a_failure(

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from integration.ci import unavailable
-from integration.databases import AppDb
-from integration.harness import Store, resolve_schema_dir, resolve_tool, upgrade_sources, versioned_dir
-from integration.processes import run_tool_binary
-from integration.scenarios import executed_statements
-from migrator.vendor import load_vendor_schema
+from devtools.ci import unavailable
+from devtools.databases import AppDb
+from devtools.pins import Store, resolve_schema_dir, resolve_tool, upgrade_sources, versioned_dir
+from integration.support.processes import run_tool_binary
+from integration.support.scenarios import executed_statements
+from migrator.source.tree import load_vendor_schema
 
 
 @pytest.mark.parametrize("release", [None, *upgrade_sources()], ids=lambda release: release or "pinned")

@@ -13,14 +13,10 @@ from typing import Any, Protocol
 
 import pytest
 
-from integration.ci import unavailable
-from integration.crashpoints import install_interruption, interrupt_update, middle_point, remove_interruption
-from integration.databases import AppDb, MakeDb
-from integration.harness import Store, read_pins
-from integration.plugin import ReleaseFiles
-from integration.processes import RunMigrator, StartMigrator, bring_to, events_named, steps_done
-from integration.scenarios import TARGETS, previous_version
-from integration.temporal_server import (
+from devtools.ci import unavailable
+from devtools.databases import AppDb, MakeDb
+from devtools.pins import Store, read_pins
+from devtools.temporal_server import (
     REFUSE_SECONDS,
     Client,
     TemporalServer,
@@ -29,6 +25,10 @@ from integration.temporal_server import (
     find_binary,
     server_path,
 )
+from integration.support.crashpoints import install_interruption, interrupt_update, middle_point, remove_interruption
+from integration.support.plugin import ReleaseFiles
+from integration.support.processes import RunMigrator, StartMigrator, bring_to, events_named, steps_done
+from integration.support.scenarios import TARGETS, previous_version
 
 PINNED = read_pins()["TEMPORAL_VERSION"]
 OLD = read_pins()["TEMPORAL_SERVER_FROM"]

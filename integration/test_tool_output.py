@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from integration.databases import AppDb
-from integration.harness import upgrade_sources
-from integration.plugin import ReleaseFiles
-from integration.processes import RunMigrator, events_named
+from devtools.databases import AppDb
+from devtools.pins import upgrade_sources
+from integration.support.plugin import ReleaseFiles
+from integration.support.processes import RunMigrator, events_named
 
 
 def test_every_tool_output_event_carries_the_database_and_the_store(app_db: AppDb, run_migrator: RunMigrator) -> None:

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from integration.crashpoints import interrupt_update, middle_point, seed_rows
-from integration.databases import AppDb, MakeDb
-from integration.harness import Store, read_pins, upgrade_sources
-from integration.plugin import ReleaseFiles
-from integration.processes import RunMigrator, StartMigrator, bring_to, events_named
-from integration.scenarios import TARGETS, Reference, clean_install
-from integration.supported import supported_releases
-from migrator.vendor import load_vendor_schema
+from devtools.databases import AppDb, MakeDb
+from devtools.pins import Store, read_pins, upgrade_sources
+from devtools.supported import supported_releases
+from integration.support.crashpoints import interrupt_update, middle_point, seed_rows
+from integration.support.plugin import ReleaseFiles
+from integration.support.processes import RunMigrator, StartMigrator, bring_to, events_named
+from integration.support.scenarios import TARGETS, Reference, clean_install
+from migrator.source.tree import load_vendor_schema
 
 # No run of the cross-release migration may take longer than this; a hang (a waiter's snapshot blocking the
 # holder's CREATE INDEX CONCURRENTLY) would.

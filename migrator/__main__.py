@@ -1,3 +1,3 @@
-from migrator.cli import main_exit
+from migrator.cli.main import main_exit
 
 main_exit()

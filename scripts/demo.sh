@@ -82,7 +82,7 @@ build_server_and_client() {
 run_workflow() {
     echo "# workflows of a Temporal $TEMPORAL_VERSION server on the migrated databases, listed through visibility"
     TEMPORAL_PASSWORD="$TEMPORAL_PASSWORD" VISIBILITY_PASSWORD="$VISIBILITY_PASSWORD" \
-        "$PYTHON" -m integration.temporal_server demo --server "$TEMPORAL_SERVER" --client "$TEMPORAL_CLIENT" \
+        "$PYTHON" -m devtools.temporal_server demo --server "$TEMPORAL_SERVER" --client "$TEMPORAL_CLIENT" \
         --host "$PGCLUSTER_HOST" --port "$PGCLUSTER_PORT" --db temporal --visibility-db temporal_visibility
 }
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from migrator.vendor import VendorSchema, load_vendor_schema
+from migrator.core.vendor import VendorSchema
+from migrator.source.tree import load_vendor_schema
 
 TreeSpec = dict[str, str]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from integration.ci import unavailable
-from integration.harness import cache_dir, read_pins
+from devtools.ci import unavailable
+from devtools.pins import cache_dir, read_pins
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "chart"

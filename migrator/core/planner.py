@@ -1,0 +1,286 @@
+"""Decide what a run must do: a pure function of (observed state, vendor tree, target). No I/O here.
+
+Every row of the states table in the README is a branch below and a unit test in tests/test_planner.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from packaging.version import Version
+
+from migrator.core.repair import applied_prefix
+from migrator.core.state import State
+from migrator.core.statements import Kind
+from migrator.core.vendor import VendorSchema, VendorVersion
+from migrator.core.versions import parse_version
+from migrator.errors import UsageError
+
+SETUP_VERSION = Version("0.0")
+MIN_SERVER_VERSION_NUM = 120000
+
+
+class Situation(StrEnum):
+    ABSENT = "absent"  # no database yet; only status/plan with --create-database report it
+    EMPTY = "empty"
+    SET_UP = "set-up"
+    BEHIND = "behind"
+    PARTIAL = "partial"
+    CURRENT = "current"
+    AHEAD = "ahead"
+    REFUSED = "refused"
+
+
+class Action(StrEnum):
+    SETUP = "setup-schema"
+    UPDATE = "update-schema"
+    DROP_INVALID_INDEX = "drop-invalid-index"
+    SKIP_STATEMENT = "skip-statement"
+    RUN_STATEMENT = "run-statement"
+    RECORD_VERSION = "record-version"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One action of `migrate`, complete enough that the executor only carries it out.
+
+    Statement steps carry the vendor's statement verbatim (``text``) and its 1-based position; a drop carries
+    the index ``name``; recording a version carries the version it replaces (``old_version``).
+    """
+
+    action: Action
+    version: str
+    statement: int = 0
+    total: int = 0
+    text: str = ""
+    name: str = ""
+    old_version: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"action": self.action.value, "version": self.version}
+        if self.action in (Action.SKIP_STATEMENT, Action.RUN_STATEMENT):
+            document.update(statement=self.statement, of=self.total, text=" ".join(self.text.split()))
+        elif self.action is Action.DROP_INVALID_INDEX:
+            document["index"] = self.name
+        elif self.action is Action.RECORD_VERSION:
+            document["old_version"] = self.old_version
+        return document
+
+
+def repair_steps(version: VendorVersion, applied: int, old_version: str | None) -> tuple[Step, ...]:
+    """Finish a partly applied version: skip what is in place, run the rest verbatim, record it as the tool does."""
+    total = len(version.statements)
+    statements = tuple(
+        Step(
+            Action.SKIP_STATEMENT if index < applied else Action.RUN_STATEMENT,
+            version.name,
+            statement=index + 1,
+            total=total,
+            text=statement.text,
+        )
+        for index, statement in enumerate(version.statements)
+    )
+    return (*statements, Step(Action.RECORD_VERSION, version.name, old_version=old_version))
+
+
+@dataclass(frozen=True)
+class Plan:
+    situation: Situation
+    database: str
+    store: str
+    current: str | None
+    target: str
+    pending: tuple[VendorVersion, ...] = ()
+    steps: tuple[Step, ...] = ()
+    refusal: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "schema": self.store,
+            "current_version": self.current,
+            "target_version": self.target,
+            "state": self.situation.value,
+            "pending_versions": [item.name for item in self.pending],
+            "refusal": self.refusal,
+            "warnings": list(self.warnings),
+        }
+
+
+def resolve_target(vendor: VendorSchema, requested: Version | None) -> VendorVersion:
+    """The target must be a version of the vendor tree (the tool refuses anything else)."""
+    if requested is None:
+        return vendor.newest
+    found = vendor.find(requested)
+    if found is None:
+        known = ", ".join(item.name for item in vendor.versions)
+        raise UsageError(f"target version {requested} is not in the vendor tree ({known}); pick one of those")
+    return found
+
+
+def quote_identifier(name: str) -> str:
+    """An identifier quoted as PostgreSQL reads it, so a printed GRANT or CREATE runs as shown (``Temporal-Dev``
+    needs quotes; a double quote inside is doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def vendor_indexes(vendor: VendorSchema) -> frozenset[str]:
+    """Every index some statement of the vendor tree creates: only these can fail a run's verification."""
+    return frozenset(
+        effect.ref.name
+        for statement in vendor.all_statements()
+        for effect in statement.effects
+        if effect.ref.kind is Kind.INDEX and effect.present
+    )
+
+
+def _foreign_invalid_warning(state: State, vendor: VendorSchema) -> tuple[str, ...]:
+    foreign = sorted(set(state.catalog.invalid_indexes) - vendor_indexes(vendor))
+    if not foreign:
+        return ()
+    return (
+        f"INVALID indexes that are not Temporal's: {', '.join(foreign)}; left alone (drop or rebuild them with "
+        "REINDEX INDEX CONCURRENTLY; they do not affect the migration)",
+    )
+
+
+def _drop_invalid_steps(state: State, pending: tuple[VendorVersion, ...]) -> tuple[Step, ...]:
+    """An interrupted CREATE INDEX CONCURRENTLY leaves an INVALID index under the vendor's name; the statement
+    that builds it would be skipped as "already exists", so the leftover is dropped first."""
+    steps: dict[str, Step] = {}
+    for version in pending:
+        for statement in version.statements:
+            for effect in statement.effects:
+                name = effect.ref.name
+                if effect.ref.kind is Kind.INDEX and effect.present and state.catalog.indexes.get(name) is False:
+                    steps.setdefault(name, Step(Action.DROP_INVALID_INDEX, version.name, name=name))
+    return tuple(steps.values())
+
+
+def plan(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
+    """Decide the steps that bring ``state`` to ``target``; refusals are values, not exceptions.
+
+    Tables only the *other* store creates mean both stores were pointed at one database, which cannot work
+    (they share ``schema_version``'s row for the database name): refused before anything runs.
+    """
+    base = Plan(
+        Situation.REFUSED,
+        state.database,
+        vendor.store,
+        state.version,
+        target.name,
+        warnings=_foreign_invalid_warning(state, vendor),
+    )
+
+    def refuse(reason: str) -> Plan:
+        return replace(base, refusal=reason)
+
+    other = sorted(vendor.foreign_tables() & state.catalog.tables)
+    if other:
+        return refuse(
+            f"database {state.database!r} already holds the other store's tables ({', '.join(other[:3])}"
+            f"{', ...' if len(other) > 3 else ''}); the default and visibility stores need separate databases: point "
+            "--database/SQL_DATABASE of this store at its own database; changed nothing"
+        )
+    if state.version is None:
+        found = sorted(vendor.created_tables() & state.catalog.tables)
+        if found:
+            others = f" (it has rows for {', '.join(state.other_databases)})" if state.other_databases else ""
+            return refuse(
+                f"Temporal tables ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}) exist but schema_version "
+                f"has no row for database {state.database!r}{others}; if the database was restored or renamed, "
+                "run with --database set to the name it was set up with; changed nothing"
+            )
+        pending = tuple(vendor.between(SETUP_VERSION, target.version))
+        steps: tuple[Step, ...] = (Step(Action.SETUP, str(SETUP_VERSION)), Step(Action.UPDATE, target.name))
+        return replace(base, situation=Situation.EMPTY, pending=pending, steps=steps)
+
+    try:
+        current = parse_version(state.version)
+    except ValueError:
+        return refuse(
+            f"schema_version holds {state.version!r} for database {state.database!r}, which is not a version; "
+            "fix the row by hand (it should name the last version applied); changed nothing"
+        )
+    if current == target.version:
+        return replace(base, situation=Situation.CURRENT)
+    if current > target.version:
+        warning = f"database is at {state.version}, ahead of target {target.name}; never downgrading"
+        return replace(base, situation=Situation.AHEAD, warnings=(*base.warnings, warning))
+    if current != SETUP_VERSION and vendor.find(current) is None:
+        return refuse(
+            f"schema_version holds {state.version!r}, which is not a version of the vendor tree; use the schema "
+            "tree of the Temporal release that set this database up or a newer one; changed nothing"
+        )
+    pending = tuple(vendor.between(current, target.version))
+    first = pending[0]
+    progress = applied_prefix(first.statements, state.catalog)
+    if progress.applied is None:
+        details = "; ".join(str(mismatch) for mismatch in progress.mismatches[:5])
+        return refuse(
+            f"the catalog matches no point of a partial run of v{first.name} (was the schema changed by hand?): "
+            f"{details}; changed nothing"
+        )
+    drops = _drop_invalid_steps(state, pending)
+    update = (Step(Action.UPDATE, target.name),)
+    if progress.applied == 0:
+        situation = Situation.SET_UP if current == SETUP_VERSION else Situation.BEHIND
+        return replace(base, situation=situation, pending=pending, steps=(*drops, *update))
+    unknown = next((statement for statement in first.statements if not statement.recognised), None)
+    if unknown is not None:
+        return refuse(
+            f"v{first.name} is partly applied ({progress.applied} of {len(first.statements)} statements) and holds a "
+            f"statement whose effect the migrator cannot check, so it cannot tell what a repair must run: "
+            f"{' '.join(unknown.text.split())[:200].rstrip(';')}; finish that version by hand, then run migrate; "
+            "changed nothing"
+        )
+    repair = repair_steps(first, progress.applied, state.version)
+    rest = () if first is target else update
+    return replace(base, situation=Situation.PARTIAL, pending=pending, steps=(*drops, *repair, *rest))
+
+
+def access_problem(state: State, planned: Plan) -> str | None:
+    """Preflight: what stops the planned DDL before it starts, with the fix (None when nothing does)."""
+    if not planned.steps:
+        return None
+    access = state.access
+    user, schema, database = (
+        quote_identifier(access.user),
+        quote_identifier(access.schema),
+        quote_identifier(state.database),
+    )
+    if access.server_version_num < MIN_SERVER_VERSION_NUM:
+        return f"PostgreSQL {access.server_version_num} is older than 12, which Temporal's postgres12 schema needs"
+    if access.read_only:
+        return (
+            f"database {state.database!r} is read-only (default_transaction_read_only is on); "
+            "point --endpoint/SQL_HOST at the primary (CloudNativePG: the -rw service), or turn the setting off"
+        )
+    if not access.can_create_in_schema:
+        return (
+            f"role {access.user!r} may not CREATE in schema {access.schema!r} of database {state.database!r} "
+            f"(owned by {access.database_owner!r}; PostgreSQL 15 no longer grants CREATE on public to every role): "
+            f"make {access.user!r} the database owner, or GRANT CREATE ON SCHEMA {schema} TO {user}, "
+            f"or with CloudNativePG give the Database schemas: [{{name: {access.schema}, owner: {access.user}}}]"
+        )
+    missing = sorted(
+        {
+            effect.ref.name
+            for version in planned.pending
+            for statement in version.statements
+            for effect in statement.effects
+            if effect.ref.kind is Kind.EXTENSION and effect.present
+        }
+        - state.catalog.extensions
+    )
+    if missing and not access.can_create_in_database:
+        return (
+            f"role {access.user!r} may not CREATE in database {state.database!r}, which extension "
+            f"{', '.join(missing)} needs: GRANT CREATE ON DATABASE {database} TO {user}, or have an "
+            f"administrator run CREATE EXTENSION {quote_identifier(missing[0])} in it first (CloudNativePG: Database "
+            "spec.extensions)"
+        )
+    return None

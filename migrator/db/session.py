@@ -1,0 +1,29 @@
+"""Bounded lock waits for every DDL statement, ours and the tool's, and sessions that cannot outlive us.
+
+The tool's sessions get their settings through the environment, which both of its drivers read (lib/pq for
+``postgres12``, pgx for ``postgres12_pgx``): ``PGOPTIONS`` (merged after the user's own, so ours win) and
+``PGAPPNAME``, the tag by which the progress watcher finds them and the stop path cancels them.
+- ``lock_timeout``: a statement that waits longer for its lock fails with 55P03 instead of queueing every
+  later query on that table behind it; the version is then partly applied and the repair engine finishes it.
+- ``statement_timeout=0``: a long rewrite is legitimate (a role default must not cut it), a long wait is not.
+- ``client_connection_check_interval``: the server notices a vanished client (``kill -9``) within seconds and
+  cancels its statement instead of finishing it unrecorded.
+"""
+
+from __future__ import annotations
+
+TOOL_APPLICATION_NAME = "temporal-migrator-tool"
+CONNECTION_CHECK_MS = 2000
+CONNECTION_CHECK_SINCE = 140000  # client_connection_check_interval is PostgreSQL 14's; 12 and 13 refuse it
+
+
+def milliseconds(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def session_settings(lock_timeout: float, server_version: int) -> dict[str, int]:
+    """The settings of every session that runs DDL (0 = no limit, PostgreSQL's own convention)."""
+    settings = {"lock_timeout": milliseconds(lock_timeout), "statement_timeout": 0}
+    if server_version >= CONNECTION_CHECK_SINCE:
+        settings["client_connection_check_interval"] = CONNECTION_CHECK_MS
+    return settings
