@@ -137,7 +137,8 @@ def _run_plan(session: Database, lock: HeldLock | None, shell: Shell, steps: Seq
     """The steps in order, each followed by its ``step.done``; ``lock`` None only for the creation of the
     database, which runs before there is a database to hold a lock in."""
     for step in steps:
-        described = " ".join(str(value) for value in step.to_dict().values())
+        fields = step.to_dict()
+        described = f"{step.action.value} {fields.get('version') or fields.get('database')}"
         if lock is not None:
             lock.ensure_held(f"step {described}")
         _execute(session, shell, step, report)
@@ -182,7 +183,8 @@ class Run:
 
 
 def _judged(state: State, planned: Plan, report: Report, *, first: bool) -> bool:
-    """Log the state (once per run) and the plan; stop on the verdict (before any DDL). False: nothing to do."""
+    """Log the state (when ``first`` seen in this database) and the plan; stop where the verdict says (before any
+    DDL). False: nothing to do."""
     if first:
         report.from_version = state.version
         log.info("state.observed", **planned.to_dict(), invalid_indexes=list(state.catalog.invalid_indexes))
