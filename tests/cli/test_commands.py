@@ -128,3 +128,17 @@ def test_an_existing_database_is_observed_without_the_maintenance_database(
     assert cli.main(["plan", "--create-database"]) == 0
     assert printed(capsys)["state"] == "behind"
     assert MAINTENANCE not in server.named("connect")
+
+
+def test_a_database_created_between_the_two_looks_is_observed_itself(
+    serve: Any, mini_vendor: VendorSchema, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = serve(FakeServer(mini_vendor, exists=False))
+
+    def created_meanwhile() -> None:
+        server.exists = True
+
+    server.on("connect", lambda: None, created_meanwhile)  # 3D000 on the target, then found in pg_database
+    assert cli.main(["status", "--create-database"]) == 0
+    assert printed(capsys)["state"] == "empty"
+    assert server.named("connect") == ["temporal", MAINTENANCE, "temporal"]

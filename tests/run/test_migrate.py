@@ -341,3 +341,16 @@ def test_without_the_flag_a_missing_database_is_not_created(mini_vendor: VendorS
     error, _ = failure(server)
     assert error.status is ExitStatus.UNREACHABLE
     assert server.named("create_database") == []
+
+
+def test_a_database_created_between_the_two_looks_is_simply_connected_to(mini_vendor: VendorSchema) -> None:
+    server = FakeServer(mini_vendor, exists=False)
+
+    def created_meanwhile() -> None:
+        server.exists = True
+
+    server.on("connect", lambda: None, created_meanwhile)  # 3D000 on the target, then found in pg_database
+    report = run(server, create_database=True)
+    assert server.named("connect")[:3] == ["temporal", MAINTENANCE, "temporal"]
+    assert server.named("create_database") == []
+    assert [step["action"] for step in report.steps] == ["setup-schema", "update-schema"]
