@@ -197,6 +197,9 @@ class Policy:
 
 @dataclass(frozen=True)
 class Plan:
+    """The whole program of `migrate` (``steps``), what it applies (``pending``, with its ``impact`` when the
+    sizes were read) and whether it may run (``verdict``; ``refusal`` is the refused verdict's reason)."""
+
     situation: Situation
     database: str
     store: str
