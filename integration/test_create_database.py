@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -13,7 +15,7 @@ from psycopg import sql
 from devtools.databases import AppDb, PgServer
 from devtools.pgcluster import derived_password, drop_database, ensure_login_role
 from devtools.pins import Store, resolve_schema_dir, resolve_tool
-from integration.support.processes import RunMigrator, events_named
+from integration.support.processes import RunMigrator, events_named, steps_done
 from migrator.source.tree import load_vendor_schema
 
 CREATOR = "app_creator"
@@ -73,9 +75,16 @@ def test_with_createdb_the_database_is_created_then_migrated(
     missing_db: MissingDb, run_migrator: RunMigrator, creator_role: str, store: Store
 ) -> None:
     db = missing_db(creator_role)
+    planned = run_migrator(db, "plan", "--create-database", "--schema", store)
+    assert planned.returncode == 0, planned.stderr
     first = run_migrator(db, "migrate", "--create-database", "--schema", store)
     assert first.returncode == 0, first.stderr
     assert owner_of(db.server, db.name) == creator_role
+    # the creation is a step of the plan like the others, and migrate carries out exactly what plan showed
+    # (a log line's "database" is the run's own, which is the one create-database names)
+    shown = [{k: v for k, v in step.items() if k != "database"} for step in json.loads(planned.stdout)["steps"]]
+    assert steps_done(first.stderr) == shown
+    assert shown[0] == {"action": "create-database"}
     assert [event["owner"] for event in events_named(first.stderr, "database.created")] == [creator_role]
     assert db.version_rows() == [(db.name, newest(db, store))]
     with db.connect() as conn:  # the creator owns public (PostgreSQL 15): Temporal's tables are its own
@@ -96,9 +105,13 @@ def test_without_createdb_exit_4_names_the_fix_and_creates_nothing(
     [failed] = events_named(result.stderr, "run.failed")
     assert f'CREATE DATABASE "{db.name}" OWNER "app"' in failed["error"]
     assert 'ALTER ROLE "app" CREATEDB' in failed["error"]
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert [event["state"] for event in events_named(result.stderr, "state.observed")] == ["absent"]
+    assert events_named(result.stderr, "step.done") == []
     assert db.password not in result.stderr + result.stdout
     assert owner_of(db.server, db.name) is None
+    planned = run_migrator(db, "plan", "--create-database")  # plan exits as migrate would, after the document
+    assert planned.returncode == 4, planned.stderr
+    assert json.loads(planned.stdout)["blocked"] == failed["error"]
 
 
 def test_an_existing_database_is_left_to_migrate_even_without_createdb(
@@ -146,3 +159,78 @@ def test_status_without_createdb_warns_with_the_fix(missing_db: MissingDb, run_m
     assert lines[lines.index("Warnings:") + 1].startswith(f"  database {db.name!r} does not exist")
     assert 'ALTER ROLE "app" CREATEDB' in " ".join(result.stdout.split())
     assert owner_of(db.server, db.name) is None
+
+
+# -- a role that may not connect to the maintenance database ----------------------------------------------
+
+
+def _write_server_file(conn: psycopg.Connection[tuple[object, ...]], path: str, content: bytes) -> None:
+    """Write ``content`` to ``path`` as the server's own user, byte for byte (a large object, exported)."""
+    row = conn.execute("SELECT lo_from_bytea(0, %s)", (content,)).fetchone()
+    assert row is not None
+    try:
+        conn.execute("SELECT lo_export(%s, %s)", (row[0], path))
+    finally:
+        conn.execute("SELECT lo_unlink(%s)", (row[0],))
+
+
+def _reaches_postgres(server: PgServer, role: str, password: str) -> bool:
+    try:
+        server.connect_as(role, password, "postgres").close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+@contextmanager
+def shut_out_of_postgres(server: PgServer, role: str, password: str) -> Iterator[None]:
+    """``role`` (and no other) may not connect to ``postgres``, as on a cluster hardened with REVOKE CONNECT ON
+    DATABASE postgres FROM PUBLIC; restored afterwards. A pg_hba.conf reject rule for this one role, because
+    revoking CONNECT from PUBLIC would change what every other test's roles may do on a shared server."""
+    with server.admin_connect() as conn:
+        row = conn.execute("SELECT current_setting('hba_file'), pg_read_binary_file(current_setting('hba_file'))")
+        path, original = row.fetchone() or ("", b"")
+        rules = f"local postgres {role} reject\nhost postgres {role} all reject\n".encode()
+        _write_server_file(conn, path, rules + bytes(original))
+        try:
+            conn.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + 30
+            while _reaches_postgres(server, role, password):  # the reload is asynchronous: wait until it took
+                assert time.monotonic() < deadline, "pg_hba.conf reload not seen within 30 s"
+                time.sleep(0.1)
+            yield
+        finally:
+            _write_server_file(conn, path, bytes(original))
+            conn.execute("SELECT pg_reload_conf()")
+
+
+@pytest.fixture
+def outsider_db(pg_server: PgServer) -> Iterator[AppDb]:
+    """A database owned by a role of its own (so the pg_hba rule touches no other test's role)."""
+    role, name = f"mt_outsider_{uuid.uuid4().hex[:8]}", f"mt_outsider_db_{uuid.uuid4().hex[:8]}"
+    password = derived_password(pg_server.admin_password, role)
+    with pg_server.admin_connect() as conn:
+        ensure_login_role(conn, role, password)
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role)))
+    tool, _ = resolve_tool()
+    schemas, _ = resolve_schema_dir()
+    yield AppDb(pg_server, name, role, password, tool=tool, schema_dir=schemas, owner=role)
+    with pg_server.admin_connect() as conn:
+        drop_database(conn, name)
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_an_existing_database_needs_no_connect_on_postgres(outsider_db: AppDb, run_migrator: RunMigrator) -> None:
+    db = outsider_db
+    with shut_out_of_postgres(db.server, db.user, db.password):
+        planned = run_migrator(db, "plan", "--create-database")
+        migrated = run_migrator(db, "migrate", "--create-database")
+        again = run_migrator(db, "migrate", "--create-database")
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["state"] == "empty"
+    assert migrated.returncode == 0, migrated.stderr
+    assert [step["action"] for step in steps_done(migrated.stderr)] == ["setup-schema", "update-schema"]
+    assert events_named(migrated.stderr, "database.created") == []
+    assert db.version_rows() == [(db.name, newest(db))]
+    assert again.returncode == 0, again.stderr
+    assert events_named(again.stderr, "tool.started") == []

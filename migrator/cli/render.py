@@ -11,6 +11,8 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from migrator.core.planner import Action
+
 OUTPUTS = ("json", "table")
 WIDTH = 100
 _INDENT = "  "
@@ -71,16 +73,16 @@ def _summaries(document: Mapping[str, Any]) -> dict[str, str]:
 
 def _step_detail(step: Mapping[str, Any], covered: Sequence[str]) -> str:
     action = step.get("action")
-    if action in ("skip-statement", "run-statement"):
-        verb = "in place, skipped" if action == "skip-statement" else "runs"
+    if action in (Action.SKIP_STATEMENT, Action.RUN_STATEMENT):
+        verb = "in place, skipped" if action == Action.SKIP_STATEMENT else "runs"
         return f"{step.get('statement')}/{step.get('of')} {verb}: {step.get('text')}"
-    if action == "drop-invalid-index":
+    if action == Action.DROP_INVALID_INDEX:
         return f"drops INVALID index {step.get('index')} (an interrupted build) before its rebuild"
-    if action == "record-version":
+    if action == Action.RECORD_VERSION:
         return f"records it as the tool does (was {step.get('old_version') or 'none'})"
-    if action == "setup-schema":
+    if action == Action.SETUP:
         return "creates schema_version and schema_update_history"
-    if step.get("action") == "create-database":
+    if action == Action.CREATE_DATABASE:
         return f"creates database {step.get('database')!r}, owned by the role"
     return f"applies {_versions(covered)}" if covered else _NONE
 
@@ -92,9 +94,9 @@ def _covered(steps: Sequence[Mapping[str, Any]], pending: Sequence[str]) -> list
     done: set[str] = set()
     for step in steps:
         action, version = step.get("action"), str(step.get("version"))
-        if action == "record-version":
+        if action == Action.RECORD_VERSION:
             mine = [version] if version in pending else []
-        elif action == "update-schema":
+        elif action == Action.UPDATE:
             mine = [name for name in pending if name not in done]
             mine = mine[: mine.index(version) + 1] if version in mine else mine
         else:

@@ -1,29 +1,34 @@
-"""Decide what a run must do: a pure function of (observed state, vendor tree, target). No I/O here.
+"""Decide what a run must do: a pure function of (observed state, vendor tree, target, policy). No I/O here.
 
-Every row of the states table in the README is a branch below and a unit test in tests/test_planner.py.
+The plan is the steps *and* one verdict: ok, refused (exit 6) or blocked before any DDL (exit 4 or 6: the
+privilege preflight, a missing database the role may not create, the ``--max-rewrite-size`` guard). `plan`
+and `migrate` both act on that verdict, so they cannot disagree. Every row of the states table in the README
+is a branch below and a unit test in tests/core/test_planner.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from packaging.version import Version
 
+from migrator.core.impact import VersionImpact, impact_report, too_large
 from migrator.core.repair import applied_prefix
+from migrator.core.sizes import Sizes
 from migrator.core.state import State
 from migrator.core.statements import Kind
 from migrator.core.vendor import VendorSchema, VendorVersion
 from migrator.core.versions import parse_version
-from migrator.errors import UsageError
+from migrator.errors import AccessError, ExitStatus, MigratorError, UnsafeStateError, UsageError
 
 SETUP_VERSION = Version("0.0")
 MIN_SERVER_VERSION_NUM = 120000
 
 
 class Situation(StrEnum):
-    ABSENT = "absent"  # no database yet; only status/plan with --create-database report it
+    ABSENT = "absent"  # no database yet (observed only with --create-database)
     EMPTY = "empty"
     SET_UP = "set-up"
     BEHIND = "behind"
@@ -34,6 +39,7 @@ class Situation(StrEnum):
 
 
 class Action(StrEnum):
+    CREATE_DATABASE = "create-database"
     SETUP = "setup-schema"
     UPDATE = "update-schema"
     DROP_INVALID_INDEX = "drop-invalid-index"
@@ -42,51 +48,158 @@ class Action(StrEnum):
     RECORD_VERSION = "record-version"
 
 
+# One dataclass per action, complete enough that the executor only carries it out; `Step` is their union, so
+# a dispatch over it (``match`` + ``assert_never``) fails type-checking when an action is added and not handled.
+
+
 @dataclass(frozen=True)
-class Step:
-    """One action of `migrate`, complete enough that the executor only carries it out.
+class CreateDatabase:
+    """``CREATE DATABASE``, as temporal-sql-tool's create-database runs it, on the maintenance database."""
 
-    Statement steps carry the vendor's statement verbatim (``text``) and its 1-based position; a drop carries
-    the index ``name``; recording a version carries the version it replaces (``old_version``).
-    """
-
-    action: Action
-    version: str
-    statement: int = 0
-    total: int = 0
-    text: str = ""
-    name: str = ""
-    old_version: str | None = None
+    action: ClassVar[Action] = Action.CREATE_DATABASE
+    database: str
 
     def to_dict(self) -> dict[str, Any]:
-        document: dict[str, Any] = {"action": self.action.value, "version": self.version}
-        if self.action in (Action.SKIP_STATEMENT, Action.RUN_STATEMENT):
-            document.update(statement=self.statement, of=self.total, text=" ".join(self.text.split()))
-        elif self.action is Action.DROP_INVALID_INDEX:
-            document["index"] = self.name
-        elif self.action is Action.RECORD_VERSION:
-            document["old_version"] = self.old_version
-        return document
+        return {"action": self.action.value, "database": self.database}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """``temporal-sql-tool setup-schema -v <version>``."""
+
+    action: ClassVar[Action] = Action.SETUP
+    version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action.value, "version": self.version}
+
+
+@dataclass(frozen=True)
+class Update:
+    """``temporal-sql-tool update-schema`` up to ``version``."""
+
+    action: ClassVar[Action] = Action.UPDATE
+    version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action.value, "version": self.version}
+
+
+@dataclass(frozen=True)
+class DropInvalidIndex:
+    """Drop the INVALID leftover ``name`` of an interrupted build, before ``version`` rebuilds it."""
+
+    action: ClassVar[Action] = Action.DROP_INVALID_INDEX
+    version: str
+    name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action.value, "version": self.version, "index": self.name}
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """Statement ``statement`` of ``total`` of a version under repair, with the vendor's text verbatim."""
+
+    action: ClassVar[Action]
+    version: str
+    statement: int
+    total: int
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action.value,
+            "version": self.version,
+            "statement": self.statement,
+            "of": self.total,
+            "text": " ".join(self.text.split()),
+        }
+
+
+@dataclass(frozen=True)
+class SkipStatement(_Statement):
+    action: ClassVar[Action] = Action.SKIP_STATEMENT
+
+
+@dataclass(frozen=True)
+class RunStatement(_Statement):
+    action: ClassVar[Action] = Action.RUN_STATEMENT
+
+
+@dataclass(frozen=True)
+class RecordVersion:
+    """Record ``version`` as the tool does (``old_version`` is the one it replaces)."""
+
+    action: ClassVar[Action] = Action.RECORD_VERSION
+    version: str
+    old_version: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action.value, "version": self.version, "old_version": self.old_version}
+
+
+Step = CreateDatabase | Setup | Update | DropInvalidIndex | SkipStatement | RunStatement | RecordVersion
 
 
 def repair_steps(version: VendorVersion, applied: int, old_version: str | None) -> tuple[Step, ...]:
     """Finish a partly applied version: skip what is in place, run the rest verbatim, record it as the tool does."""
     total = len(version.statements)
     statements = tuple(
-        Step(
-            Action.SKIP_STATEMENT if index < applied else Action.RUN_STATEMENT,
-            version.name,
-            statement=index + 1,
-            total=total,
-            text=statement.text,
-        )
+        (SkipStatement if index < applied else RunStatement)(version.name, index + 1, total, statement.text)
         for index, statement in enumerate(version.statements)
     )
-    return (*statements, Step(Action.RECORD_VERSION, version.name, old_version=old_version))
+    return (*statements, RecordVersion(version.name, old_version))
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    REFUSED = "refused"  # the state is unsafe to touch (exit 6)
+    BLOCKED = "blocked"  # the state is fine, but this run may not do the DDL (exit 4 or 6)
+
+
+_ERRORS: dict[ExitStatus, type[MigratorError]] = {
+    ExitStatus.ACCESS: AccessError,
+    ExitStatus.UNSAFE_STATE: UnsafeStateError,
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether `migrate` may start the plan's DDL; if not, why (one line naming the fix) and its exit status."""
+
+    outcome: Outcome = Outcome.OK
+    reason: str | None = None
+    status: ExitStatus = ExitStatus.OK
+
+    @classmethod
+    def refused(cls, reason: str) -> Verdict:
+        return cls(Outcome.REFUSED, reason, ExitStatus.UNSAFE_STATE)
+
+    @classmethod
+    def blocked(cls, reason: str, status: ExitStatus) -> Verdict:
+        return cls(Outcome.BLOCKED, reason, status)
+
+    def error(self) -> MigratorError | None:
+        """What `migrate` stops with before any DDL, and `plan` exits with after printing; None when ok."""
+        return None if self.outcome is Outcome.OK else _ERRORS[self.status](self.reason)
+
+
+OK = Verdict()
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the operator tolerates (flags), as the planner needs it."""
+
+    max_rewrite_size: int | None = None  # bytes; None: report only
 
 
 @dataclass(frozen=True)
 class Plan:
+    """The whole program of `migrate` (``steps``), what it applies (``pending``, with its ``impact`` when the
+    sizes were read) and whether it may run (``verdict``; ``refusal`` is the refused verdict's reason)."""
+
     situation: Situation
     database: str
     store: str
@@ -96,6 +209,12 @@ class Plan:
     steps: tuple[Step, ...] = ()
     refusal: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    impact: tuple[VersionImpact, ...] = ()
+    verdict: Verdict = OK
+
+    @property
+    def blocked(self) -> str | None:
+        return self.verdict.reason if self.verdict.outcome is Outcome.BLOCKED else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,11 +275,55 @@ def _drop_invalid_steps(state: State, pending: tuple[VendorVersion, ...]) -> tup
             for effect in statement.effects:
                 name = effect.ref.name
                 if effect.ref.kind is Kind.INDEX and effect.present and state.catalog.indexes.get(name) is False:
-                    steps.setdefault(name, Step(Action.DROP_INVALID_INDEX, version.name, name=name))
+                    steps.setdefault(name, DropInvalidIndex(version.name, name))
     return tuple(steps.values())
 
 
-def plan(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
+def plan(
+    state: State, vendor: VendorSchema, target: VendorVersion, policy: Policy = Policy(), sizes: Sizes | None = None
+) -> Plan:
+    """The steps that bring ``state`` to ``target``, their impact and the one verdict on them.
+
+    ``sizes`` are the catalog's table sizes, read by the shell before planning; the impact report is derived
+    from them, and the ``--max-rewrite-size`` guard of ``policy`` needs them (a ValueError without them).
+    """
+    decided = _steps(state, vendor, target)
+    if sizes is None:
+        if policy.max_rewrite_size is not None and decided.pending:
+            raise ValueError("the --max-rewrite-size guard needs the catalog's sizes")
+        return replace(decided, verdict=_verdict(state, decided, policy))
+    applied = sum(1 for step in decided.steps if isinstance(step, SkipStatement))
+    judged = replace(decided, impact=tuple(impact_report(decided.pending, sizes, applied)))
+    return replace(judged, verdict=_verdict(state, judged, policy))
+
+
+def _verdict(state: State, planned: Plan, policy: Policy) -> Verdict:
+    """Refused, else blocked by the preflight or the guard, else ok; a plan without steps is never blocked."""
+    if planned.refusal:
+        return Verdict.refused(planned.refusal)
+    if not planned.steps:
+        return OK
+    if planned.situation is Situation.ABSENT and not state.access.can_create_database:
+        return Verdict.blocked(createdb_problem(state.database, state.access.user), ExitStatus.ACCESS)
+    problem = access_problem(state, planned)
+    if problem:
+        return Verdict.blocked(problem, ExitStatus.ACCESS)
+    too_big = too_large(planned.impact, policy.max_rewrite_size)
+    if too_big:
+        return Verdict.blocked(too_big, ExitStatus.UNSAFE_STATE)
+    return OK
+
+
+def createdb_problem(database: str, user: str) -> str:
+    """Why a missing database stops the run, with the statements an administrator can run."""
+    return (
+        f"database {database!r} does not exist and role {user!r} may not create databases (no CREATEDB): "
+        f"have an administrator run CREATE DATABASE {quote_identifier(database)} OWNER {quote_identifier(user)} "
+        f"(CloudNativePG: a Database resource with owner {user}), or ALTER ROLE {quote_identifier(user)} CREATEDB"
+    )
+
+
+def _steps(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
     """Decide the steps that bring ``state`` to ``target``; refusals are values, not exceptions.
 
     Tables only the *other* store creates mean both stores were pointed at one database, which cannot work
@@ -177,6 +340,11 @@ def plan(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
 
     def refuse(reason: str) -> Plan:
         return replace(base, refusal=reason)
+
+    if not state.exists:  # --create-database: create it, then set up and update
+        pending = tuple(vendor.between(SETUP_VERSION, target.version))
+        created = (CreateDatabase(state.database), Setup(str(SETUP_VERSION)), Update(target.name))
+        return replace(base, situation=Situation.ABSENT, pending=pending, steps=created)
 
     other = sorted(vendor.foreign_tables() & state.catalog.tables)
     if other:
@@ -195,7 +363,7 @@ def plan(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
                 "run with --database set to the name it was set up with; changed nothing"
             )
         pending = tuple(vendor.between(SETUP_VERSION, target.version))
-        steps: tuple[Step, ...] = (Step(Action.SETUP, str(SETUP_VERSION)), Step(Action.UPDATE, target.name))
+        steps: tuple[Step, ...] = (Setup(str(SETUP_VERSION)), Update(target.name))
         return replace(base, situation=Situation.EMPTY, pending=pending, steps=steps)
 
     try:
@@ -225,7 +393,7 @@ def plan(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
             f"{details}; changed nothing"
         )
     drops = _drop_invalid_steps(state, pending)
-    update = (Step(Action.UPDATE, target.name),)
+    update = (Update(target.name),)
     if progress.applied == 0:
         situation = Situation.SET_UP if current == SETUP_VERSION else Situation.BEHIND
         return replace(base, situation=situation, pending=pending, steps=(*drops, *update))

@@ -68,11 +68,12 @@ class Access:
     can_create_in_schema: bool = True
     can_create_in_database: bool = True
     read_only: bool = False
+    can_create_database: bool = False  # CREATEDB or superuser: asked only when the database is missing
 
 
 @dataclass(frozen=True)
 class State:
-    """The observed state of one store's database."""
+    """The observed state of one store's database (``exists`` False: not created yet, seen from ``postgres``)."""
 
     database: str
     version_table: bool = False
@@ -80,3 +81,4 @@ class State:
     other_databases: tuple[str, ...] = ()
     catalog: Catalog = field(default_factory=Catalog)
     access: Access = field(default_factory=Access)
+    exists: bool = True

@@ -180,12 +180,21 @@ def connection_kwargs(settings: Settings, timeout: float = 10) -> dict[str, Any]
 class TransientError(Exception):
     """A connection failure that time may fix: retried until --connect-timeout."""
 
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class DatabaseMissingError(UnreachableError):
+    """The server says the database does not exist (3D000), and the caller asked to hear it at once."""
+
 
 # What the server may say while it cannot take us *yet*: starting up, shutting down, in recovery (57P03), too
 # many connections (53300), database not created yet (3D000), and class 08. Everything else it says is final.
 _TRANSIENT = frozenset(
     {errors.CannotConnectNow.sqlstate, errors.TooManyConnections.sqlstate, errors.InvalidCatalogName.sqlstate}
 )
+_MISSING_DATABASE = errors.InvalidCatalogName.sqlstate
 # "FATAL:  28P01: password authentication failed ..." (the severity word is localised, the code is not)
 _VERBOSE_SQLSTATE = re.compile(r"\w+:\s+((?=[A-Z]*[0-9])[0-9A-Z]{5}):\s")  # every SQLSTATE has a digit
 PQERRORS_VERBOSE = 2
@@ -268,7 +277,7 @@ def _classify(settings: Settings, password: str, error: psycopg.OperationalError
         return TransientError(reason)
     sqlstate, verbose = _rejection(make_conninfo(**kwargs, password=password), timeout)
     if sqlstate is None or sqlstate in _TRANSIENT or sqlstate.startswith(_LOST_CLASS):
-        return TransientError(verbose if sqlstate else reason)
+        return TransientError(verbose if sqlstate else reason, sqlstate)
     if sqlstate.startswith(_AUTH_CLASS):  # 28000 (pg_hba.conf, no such role), 28P01 (password)
         return AccessError(
             f"the server refused role {settings.user!r} at {settings.host}:{settings.port}: {verbose}; check that "
@@ -295,11 +304,15 @@ class Driver:
     settings: Settings
 
     @classmethod
-    def open(cls, settings: Settings, *, timeout: float | None = None, primary: bool = False) -> Driver:
+    def open(
+        cls, settings: Settings, *, timeout: float | None = None, primary: bool = False, missing_database: bool = False
+    ) -> Driver:
         """Connect, retrying what time can fix for at most ``timeout`` (default --connect-timeout) seconds.
 
         ``primary``: the session will change the schema, so a standby (a switchover in progress) counts as
         "not yet"; the session also turns off the server's session timeouts (see LOCK_SESSION_SETTINGS).
+        ``missing_database``: a database that does not exist raises `DatabaseMissingError` at once instead of
+        being waited for (``--create-database`` creates it).
         """
         budget = settings.connect_timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
@@ -310,7 +323,10 @@ class Driver:
             try:
                 conn = psycopg.connect(**connection_kwargs(settings, left), password=password or None, autocommit=True)
             except psycopg.OperationalError as error:
-                raise _classify(settings, password, error, left) from None
+                failure = _classify(settings, password, error, left)
+                if missing_database and isinstance(failure, TransientError) and failure.sqlstate == _MISSING_DATABASE:
+                    raise DatabaseMissingError(f"database {settings.database!r} does not exist: {failure}") from None
+                raise failure from None
             driver = cls(conn, settings)
             if primary:
                 driver._prepare_primary_session()

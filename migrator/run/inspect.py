@@ -1,33 +1,46 @@
-"""`status` and `plan`: observe without the lock, plan, and read the pending versions' impact. Changes nothing."""
+"""Observe and plan: for `status` and `plan` without the lock (changes nothing), and for `migrate` under it."""
 
 from __future__ import annotations
 
-from migrator.core.impact import VersionImpact, impact_report
-from migrator.core.planner import Action, Plan, plan
+from migrator.core.planner import Plan, Policy, plan
 from migrator.core.settings import Settings
+from migrator.core.sizes import Sizes
 from migrator.core.state import State
 from migrator.core.vendor import VendorSchema, VendorVersion
 from migrator.db.catalog import read_sizes
-from migrator.db.driver import Driver
+from migrator.db.driver import DatabaseMissingError, Driver
+from migrator.db.interface import Connect, Database
+from migrator.run.createdb import observe_absent
+
+NO_TABLES = Sizes({}, {}, {})  # a database still to be created
 
 
-def observe_and_plan(driver: Driver, vendor: VendorSchema, target: VendorVersion) -> tuple[State, Plan]:
-    state = driver.observe(vendor)
-    return state, plan(state, vendor, target)
+def observe_and_plan(
+    session: Database, vendor: VendorSchema, target: VendorVersion, policy: Policy, *, impact: bool = False
+) -> tuple[State, Plan]:
+    """The state and its plan. The catalog's sizes are read only when versions are pending and the guard (or
+    the caller, for ``impact``) needs them: reading them takes a lock on every table, and a no-op needs none."""
+    state = session.observe(vendor)
+    planned = plan(state, vendor, target)  # the guard of ``policy`` judges nothing without pending versions
+    if planned.pending and (impact or policy.max_rewrite_size is not None):
+        sizes = read_sizes(lambda query, params: session.query(query, params, "reading table sizes"))
+        planned = plan(state, vendor, target, policy, sizes)
+    return state, planned
 
 
-def impact_of(driver: Driver, planned: Plan) -> list[VersionImpact]:
-    """The impact report of the pending versions (the catalog's sizes are read only when some are pending);
-    statements a repair skips are in place already and have no impact left."""
-    if not planned.pending:
-        return []
-    applied = sum(1 for step in planned.steps if step.action is Action.SKIP_STATEMENT)
-    sizes = read_sizes(lambda query, params: driver.query(query, params, "reading table sizes"))
-    return impact_report(planned.pending, sizes, applied)
-
-
-def inspect(settings: Settings, vendor: VendorSchema, target: VendorVersion) -> tuple[State, Plan, list[VersionImpact]]:
-    """Observe without the lock and without changing anything (status, plan), with the pending versions' impact."""
-    with Driver.open(settings) as driver:
-        state, planned = observe_and_plan(driver, vendor, target)
-        return state, planned, impact_of(driver, planned)
+def inspect(
+    settings: Settings, vendor: VendorSchema, target: VendorVersion, connect: Connect = Driver.open
+) -> tuple[State, Plan]:
+    """Observe without the lock and without changing anything (status, plan), with the pending versions' impact.
+    With ``--create-database`` a database that does not exist is observed as absent (asked of ``postgres``)."""
+    policy = Policy(settings.max_rewrite_size)
+    while True:
+        try:
+            session = connect(settings, missing_database=settings.create_database)
+        except DatabaseMissingError:
+            state = observe_absent(settings, connect)
+            if state is None:  # created since we tried: observe it
+                continue
+            return state, plan(state, vendor, target, policy, NO_TABLES)
+        with session:
+            return observe_and_plan(session, vendor, target, policy, impact=True)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import structlog
 
-from migrator.db.driver import Driver
+from migrator.db.interface import Database
 from migrator.errors import LockLostError, LockTimeoutError, MigratorError
 
 log = structlog.get_logger("migrator.run.lock")
@@ -38,7 +38,7 @@ def lock_key(database: str) -> int:
 class HeldLock:
     """The lock while we hold it; `check` before each step and after each tool run (see `ensure_held`)."""
 
-    def __init__(self, driver: Driver, database: str, key: int) -> None:
+    def __init__(self, driver: Database, database: str, key: int) -> None:
         self.driver = driver
         self.database = database
         self.key = key
@@ -54,7 +54,7 @@ class HeldLock:
 
 
 @contextmanager
-def advisory_lock(driver: Driver, database: str, timeout: float) -> Iterator[HeldLock]:
+def advisory_lock(driver: Database, database: str, timeout: float) -> Iterator[HeldLock]:
     """Hold the lock for the body on ``driver``'s session, which must be dedicated to us (not behind PgBouncer)."""
     key = lock_key(database)
     start = time.monotonic()

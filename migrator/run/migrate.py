@@ -1,37 +1,49 @@
 """The imperative shell: under the lock, observe, plan, and carry out the plan's steps — nothing else.
 
 The executor decides nothing of its own: every action it takes is a step `plan` shows (the same words in
-`plan`'s output and in the `step.done` events). Before each step and after each tool run it checks that its
-session still holds the lock. After the plan it re-observes; a plan that does not converge in a few rounds,
-or a catalog that does not match a clean install at the target, fails the run.
+`plan`'s output and in the `step.done` events), and it stops before any DDL where the plan's verdict says so.
+Before each step and after each tool run it checks that its session still holds the lock. After the plan it
+re-observes; a plan that does not converge in a few rounds, or a catalog that does not match a clean install
+at the target, fails the run. A database still to be created (``--create-database``) is created first, as the
+first step of its plan, on the maintenance database (no lock can be held in a database that does not exist);
+the rest of that plan is then observed and planned again under the lock.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, assert_never
 
 import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
-from migrator.core.impact import too_large
-from migrator.core.planner import Action, Plan, Situation, Step, access_problem, plan
+from migrator.core.planner import (
+    CreateDatabase,
+    DropInvalidIndex,
+    Plan,
+    Policy,
+    RecordVersion,
+    RunStatement,
+    Setup,
+    Situation,
+    SkipStatement,
+    Step,
+    Update,
+    plan,
+)
 from migrator.core.settings import Settings
 from migrator.core.state import State
 from migrator.core.vendor import VendorSchema, VendorVersion
 from migrator.core.verify import verification_problems
 from migrator.core.versions import parse_version
-from migrator.db.driver import Driver
-from migrator.errors import (
-    AccessError,
-    DDLError,
-    LockWaitError,
-    UnsafeStateError,
-)
+from migrator.db.driver import DatabaseMissingError, Driver
+from migrator.db.interface import Connect, Database
+from migrator.errors import DDLError, LockWaitError
 from migrator.logs import retry_fields
-from migrator.run.inspect import impact_of, observe_and_plan
+from migrator.run.createdb import create_database, maintenance, observe_absent
+from migrator.run.inspect import NO_TABLES, observe_and_plan
 from migrator.run.lock import HeldLock, advisory_lock
 from migrator.run.watcher import Watcher
 from migrator.tool.runner import run_tool
@@ -57,6 +69,12 @@ class Report:
     tool_seconds: float = 0.0
 
 
+class RunTool(Protocol):
+    """`migrator.tool.runner.run_tool`'s signature: run the tool to the end, return its seconds."""
+
+    def __call__(self, settings: Settings, tool: str, command: Sequence[str], *, server_version: int) -> float: ...
+
+
 class RunFailed(Exception):
     """A failure with the steps that completed before it (the CLI reports both)."""
 
@@ -66,58 +84,71 @@ class RunFailed(Exception):
         self.report = report
 
 
-def _execute(
-    driver: Driver, settings: Settings, *, tool: str, vendor: VendorSchema, step: Step, report: Report
-) -> None:
+@dataclass(frozen=True)
+class Shell:
+    """What one run executes with: the settings, the tool's path, the vendor tree, and how to start the tool."""
+
+    settings: Settings
+    tool: str
+    vendor: VendorSchema
+    run_tool: RunTool = run_tool
+
+
+def _execute(session: Database, shell: Shell, step: Step, report: Report) -> None:
     """Carry out one step, exactly as `plan` describes it."""
-    if step.action is Action.SETUP:
-        command = ["setup-schema", "-v", step.version]
-        report.tool_seconds += run_tool(settings, tool, command, server_version=driver.server_version)
-    elif step.action is Action.UPDATE:
-        command = ["update-schema", "-d", str(vendor.versioned_dir), "-v", step.version]
-        report.tool_seconds += run_tool(settings, tool, command, server_version=driver.server_version)
-    elif step.action is Action.DROP_INVALID_INDEX:
-        driver.drop_index(step.name)
-    elif step.action in (Action.SKIP_STATEMENT, Action.RUN_STATEMENT):
-        outcome = "skipped" if step.action is Action.SKIP_STATEMENT else "executed"
-        log.info(
-            "repair.statement",
-            version=step.version,
-            index=step.statement,
-            total=step.total,
-            outcome=outcome,
-            statement=" ".join(step.text.split()),
-        )
-        if step.action is Action.RUN_STATEMENT:
-            driver.execute(step.text, f"repair of v{step.version} at statement {step.statement} of {step.total}")
-            report.repaired_statements += 1
-    else:
-        version = vendor.find(parse_version(step.version))
-        assert version is not None, "the planner only records versions of the vendor tree"
-        driver.record_version(version, step.old_version)
-        log.info("repair.recorded", version=version.name, old_version=step.old_version)
+    match step:
+        case CreateDatabase(database=database):
+            create_database(session, database, shell.settings.user)
+        case Setup(version=version):
+            command = ["setup-schema", "-v", version]
+            report.tool_seconds += shell.run_tool(
+                shell.settings, shell.tool, command, server_version=session.server_version
+            )
+        case Update(version=version):
+            command = ["update-schema", "-d", str(shell.vendor.versioned_dir), "-v", version]
+            report.tool_seconds += shell.run_tool(
+                shell.settings, shell.tool, command, server_version=session.server_version
+            )
+        case DropInvalidIndex(name=name):
+            session.drop_index(name)
+        case SkipStatement() | RunStatement():
+            skipped = isinstance(step, SkipStatement)
+            log.info(
+                "repair.statement",
+                version=step.version,
+                index=step.statement,
+                total=step.total,
+                outcome="skipped" if skipped else "executed",
+                statement=" ".join(step.text.split()),
+            )
+            if not skipped:
+                session.execute(step.text, f"repair of v{step.version} at statement {step.statement} of {step.total}")
+                report.repaired_statements += 1
+        case RecordVersion(version=name, old_version=old_version):
+            recorded = shell.vendor.find(parse_version(name))
+            assert recorded is not None, "the planner only records versions of the vendor tree"
+            session.record_version(recorded, old_version)
+            log.info("repair.recorded", version=recorded.name, old_version=old_version)
+        case _:
+            assert_never(step)
 
 
-def _run_plan(
-    driver: Driver,
-    lock: HeldLock,
-    *,
-    settings: Settings,
-    tool: str,
-    vendor: VendorSchema,
-    steps: tuple[Step, ...],
-    report: Report,
-) -> None:
+def _run_plan(session: Database, lock: HeldLock | None, shell: Shell, steps: Sequence[Step], report: Report) -> None:
+    """The steps in order, each followed by its ``step.done``; ``lock`` None only for the creation of the
+    database, which runs before there is a database to hold a lock in."""
     for step in steps:
-        lock.ensure_held(f"step {step.action.value} {step.version}")
-        _execute(driver, settings, tool=tool, vendor=vendor, step=step, report=report)
+        fields = step.to_dict()
+        described = f"{step.action.value} {fields.get('version') or fields.get('database')}"
+        if lock is not None:
+            lock.ensure_held(f"step {described}")
+        _execute(session, shell, step, report)
         report.steps.append(step.to_dict())
         log.info("step.done", **step.to_dict())
-        if step.action in (Action.SETUP, Action.UPDATE):  # a tool run is long: was the lock held throughout?
-            lock.ensure_held(f"anything after {step.action.value} {step.version}")
+        if lock is not None and isinstance(step, Setup | Update):  # a tool run is long: was the lock held throughout?
+            lock.ensure_held(f"anything after {described}")
 
 
-def _verify(driver: Driver, vendor: VendorSchema, target: VendorVersion, report: Report) -> State:
+def _verify(driver: Database, vendor: VendorSchema, target: VendorVersion, report: Report) -> State:
     """After a run that did something, the catalog must hold what a clean install at ``target`` holds (not only
     the version row). A run that did nothing only warns: failing it could not help, as there is nothing to redo."""
     state = driver.observe(vendor, seeds_after=report.from_version)
@@ -144,47 +175,58 @@ class Run:
     """What one `migrate` carries across its attempts (an attempt ends early when a statement gives up on its
     lock; the next one re-observes, so the repair finishes the partly applied version)."""
 
-    driver: Driver
+    driver: Database
     lock: HeldLock
     watcher: Watcher
     report: Report
     observed: bool = False
-    guarded: bool = False
 
 
-def _attempt(run: Run, settings: Settings, tool: str, vendor: VendorSchema, target: VendorVersion) -> None:
-    """Observe, plan, carry out the plan; again until nothing is left (a few rounds at most)."""
-    for _ in range(MAX_ROUNDS):
-        state, planned = observe_and_plan(run.driver, vendor, target)
-        if not run.observed:
-            run.observed = True
-            run.report.from_version = state.version
-            log.info("state.observed", **planned.to_dict(), invalid_indexes=list(state.catalog.invalid_indexes))
-        if planned.refusal:
-            raise UnsafeStateError(planned.refusal)
-        if not planned.steps:
-            return
+def _judged(state: State, planned: Plan, report: Report, *, first: bool) -> bool:
+    """Log the state (when ``first`` seen in this database) and the plan; stop where the verdict says (before any
+    DDL). False: nothing to do."""
+    if first:
+        report.from_version = state.version
+        log.info("state.observed", **planned.to_dict(), invalid_indexes=list(state.catalog.invalid_indexes))
+    if planned.refusal is None and planned.steps:
         log.info("plan.made", steps=[step.to_dict() for step in planned.steps])
-        problem = access_problem(state, planned)
-        if problem:
-            raise AccessError(problem)
-        if not run.guarded:
-            run.guarded = True
-            _guard(run.driver, settings, planned)
+    error = planned.verdict.error()
+    if error is not None:
+        raise error
+    return bool(planned.steps)
+
+
+def _attempt(run: Run, shell: Shell, target: VendorVersion) -> None:
+    """Observe, plan, carry out the plan; again until nothing is left (a few rounds at most)."""
+    policy = Policy(shell.settings.max_rewrite_size)
+    for _ in range(MAX_ROUNDS):
+        state, planned = observe_and_plan(run.driver, shell.vendor, target, policy)
+        first, run.observed = not run.observed, True
+        if not _judged(state, planned, run.report, first=first):
+            return
         run.watcher.start(planned.pending)
-        _run_plan(
-            run.driver, run.lock, settings=settings, tool=tool, vendor=vendor, steps=planned.steps, report=run.report
-        )
+        _run_plan(run.driver, run.lock, shell, planned.steps, run.report)
     raise DDLError("the run did not converge; see the plan.made events")
 
 
-def _guard(driver: Driver, settings: Settings, planned: Plan) -> None:
-    """--max-rewrite-size: refuse before any DDL when a pending statement rewrites or locks a larger table."""
-    if settings.max_rewrite_size is None:  # the catalog's sizes are not even read
-        return
-    refusal = too_large(impact_of(driver, planned), settings.max_rewrite_size)
-    if refusal:
-        raise UnsafeStateError(refusal)
+def _open(shell: Shell, target: VendorVersion, connect: Connect, report: Report) -> Database:
+    """The lock session on the store's database; with ``--create-database`` a missing one is created first
+    (the create-database step of the absent state's plan, on the maintenance database)."""
+    settings = shell.settings
+    while settings.create_database:
+        try:
+            return connect(settings, primary=True, missing_database=True)
+        except DatabaseMissingError:
+            state = observe_absent(settings, connect)
+        if state is None:  # created since we tried: connect again
+            continue
+        planned = plan(state, shell.vendor, target, Policy(settings.max_rewrite_size), NO_TABLES)
+        _judged(state, planned, report, first=True)
+        with connect(maintenance(settings)) as session:
+            creation = [step for step in planned.steps if isinstance(step, CreateDatabase)]
+            _run_plan(session, None, shell, creation, report)
+        break  # the rest of the plan runs under the lock, planned again from the new database
+    return connect(settings, primary=True)
 
 
 def _log_retry(watcher: Watcher) -> Callable[[RetryCallState], None]:
@@ -213,20 +255,30 @@ def _gave_up(error: LockWaitError, settings: Settings, watcher: Watcher) -> DDLE
     )
 
 
-def migrate(settings: Settings, tool: str, vendor: VendorSchema, target: VendorVersion) -> Report:
+def migrate(
+    settings: Settings,
+    tool: str,
+    vendor: VendorSchema,
+    target: VendorVersion,
+    *,
+    connect: Connect = Driver.open,
+    tool_runner: RunTool = run_tool,
+) -> Report:
     """Bring the store to ``target``; a second run is a no-op that does not start the tool.
 
     A statement that gives up on its lock (``--ddl-lock-timeout``) leaves its version partly applied: the next
     attempt re-observes and plans the repair, after a jittered exponential pause, until ``--ddl-retry-timeout``.
     Raises `RunFailed` (wrapping the MigratorError) so the caller can report the steps that completed.
+    ``connect`` opens every session of the run and ``tool_runner`` runs the tool (the real ones by default).
     """
     report = Report()
+    shell = Shell(settings, tool, vendor, tool_runner)
     started = time.monotonic()
     try:
         with (
-            Driver.open(settings, primary=True) as driver,
+            _open(shell, target, connect, report) as driver,
             advisory_lock(driver, settings.database, settings.lock_timeout) as lock,
-            Watcher(settings, driver.backend_pid) as watcher,
+            Watcher(settings, driver.backend_pid, connect=connect) as watcher,
         ):
             run = Run(driver, lock, watcher, report)
             retrying = Retrying(
@@ -237,7 +289,7 @@ def migrate(settings: Settings, tool: str, vendor: VendorSchema, target: VendorV
                 reraise=True,
             )
             try:
-                retrying(_attempt, run, settings, tool, vendor, target)
+                retrying(_attempt, run, shell, target)
             except LockWaitError as error:
                 raise _gave_up(error, settings, watcher) from None
             state = _verify(driver, vendor, target, report)

@@ -11,19 +11,22 @@ from migrator.core.state import State
 from migrator.core.vendor import VendorSchema, VendorVersion
 from migrator.core.versions import parse_version
 from migrator.db.driver import Driver
+from migrator.db.interface import Connect
 from migrator.errors import UnreachableError, WaitTimeoutError
 
 log = structlog.get_logger("migrator")
 
 
-def wait(settings: Settings, vendor: VendorSchema, target: VendorVersion, poll: float = 2.0) -> str:
+def wait(
+    settings: Settings, vendor: VendorSchema, target: VendorVersion, poll: float = 2.0, connect: Connect = Driver.open
+) -> str:
     """Block until the store is at or above ``target``; connection trouble counts as "not yet"."""
     deadline = time.monotonic() + settings.wait_timeout
     last = None
     while True:
         remaining = deadline - time.monotonic()
         try:
-            with Driver.open(settings, timeout=max(0.0, min(settings.connect_timeout, remaining))) as driver:
+            with connect(settings, timeout=max(0.0, min(settings.connect_timeout, remaining))) as driver:
                 state: State | None = driver.observe(vendor)
         except UnreachableError as error:  # not up yet: keep waiting
             state, last = None, str(error)

@@ -29,6 +29,7 @@ from migrator.core.vendor import VendorVersion
 from migrator.db.activity import Blocker, Running, blockers, cancel_statements, running
 from migrator.db.catalog import Rows
 from migrator.db.driver import Driver
+from migrator.db.interface import Connect, Database
 from migrator.errors import MigratorError
 
 log = structlog.get_logger("migrator.run.watcher")
@@ -45,8 +46,9 @@ def _flat(text: str) -> str:
 class Watcher:
     """Use as a context manager around the DDL of one run; ``own_pid`` is the lock session's backend pid."""
 
-    def __init__(self, settings: Settings, own_pid: int) -> None:
+    def __init__(self, settings: Settings, own_pid: int, *, connect: Connect = Driver.open) -> None:
         self.settings = settings
+        self._connect = connect
         self.own_pid = own_pid
         self.interval = settings.progress_interval
         self.in_place = settings.log_format == "console" and sys.stderr.isatty()
@@ -54,7 +56,7 @@ class Watcher:
         self._statements: list[tuple[str, str, int]] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._driver: Driver | None = None
+        self._driver: Database | None = None
         self._thread: threading.Thread | None = None
         self._reported: dict[int, float] = {}
         self._blocked_reported: dict[tuple[int, tuple[int, ...]], float] = {}
@@ -69,7 +71,7 @@ class Watcher:
             return
         self.track(versions)
         try:
-            self._driver = Driver.open(self.settings, timeout=min(10.0, self.settings.connect_timeout))
+            self._driver = self._connect(self.settings, timeout=min(10.0, self.settings.connect_timeout))
             # Its own name, so neither a person nor a script takes it for the lock session.
             name = (WATCHER_APPLICATION_NAME,)
             self._driver.query("SELECT set_config('application_name', %s, false)", name, "naming the watcher")

@@ -198,10 +198,10 @@ def observed(monkeypatch: pytest.MonkeyPatch, mini_schema_dir: Path, mini_vendor
     monkeypatch.setenv("MIGRATOR_SCHEMA_DIR", str(mini_schema_dir))
     monkeypatch.setenv("MIGRATOR_TERMINATION_LOG", str(mini_schema_dir / "termination-log"))
 
-    def inspect(settings: Settings, vendor: VendorSchema, target: VendorVersion) -> tuple[State, Any, list[Any]]:
+    def inspect(settings: Settings, vendor: VendorSchema, target: VendorVersion) -> tuple[State, Any]:
         tables = frozenset({"schema_version", "accounts", "meta", "old_tasks"})
         state = State("temporal", version_table=True, version="1.0", catalog=Catalog(tables=tables))
-        return state, plan(state, vendor, target), []
+        return state, plan(state, vendor, target)
 
     monkeypatch.setattr(commands, "inspect", inspect)
 

@@ -187,7 +187,8 @@ def test_an_invalid_index_left_by_a_failed_build_is_dropped_as_a_plan_step(
         indexes={"by_tag": False},
     )  # fmt: skip
     planned = plan(State("temporal", True, "1.0", catalog=catalog), vendor, vendor.newest)
-    assert [(step.action, step.version, step.name or step.statement) for step in planned.steps] == [
+    described = [step.to_dict() for step in planned.steps]
+    assert [(step["action"], step["version"], step.get("index") or step.get("statement", 0)) for step in described] == [
         (Action.DROP_INVALID_INDEX, "1.1", "by_tag"),
         (Action.SKIP_STATEMENT, "1.1", 1),
         (Action.RUN_STATEMENT, "1.1", 2),

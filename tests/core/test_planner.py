@@ -11,12 +11,23 @@ from packaging.version import Version
 
 from devtools.ci import unavailable
 from devtools.pins import gomodcache
-from migrator.core.planner import Action, Situation, access_problem, plan, resolve_target
+from migrator.core.planner import (
+    Action,
+    Outcome,
+    Policy,
+    RunStatement,
+    Situation,
+    Verdict,
+    access_problem,
+    plan,
+    resolve_target,
+)
+from migrator.core.sizes import Sizes, TableSize, parse_size
 from migrator.core.state import Access, Catalog, ColumnInfo, State
 from migrator.core.statements import Kind
 from migrator.core.vendor import VendorSchema
 from migrator.core.verify import expected_objects, verification_problems
-from migrator.errors import UsageError
+from migrator.errors import AccessError, UnsafeStateError, UsageError
 from migrator.source.tree import load_vendor_schema
 from tests.conftest import TreeSpec, write_tree
 
@@ -26,7 +37,7 @@ from .test_repair import catalog_after
 def actions(vendor: VendorSchema, state: State, target: str = "1.10") -> list[tuple[str, str]]:
     result = plan(state, vendor, resolve_target(vendor, Version(target)))
     assert result.refusal is None, result.refusal
-    return [(step.action.value, step.version) for step in result.steps]
+    return [(step.to_dict()["action"], step.to_dict()["version"]) for step in result.steps]
 
 
 def at(version: str | None, catalog: Catalog | None = None, access: Access | None = None) -> State:
@@ -68,7 +79,7 @@ def test_partial_first_pending_version_is_repaired_then_updated(mini_vendor: Ven
     state = at("0.0", catalog_after(mini_vendor, "1.0", 3))
     result = plan(state, mini_vendor, mini_vendor.newest)
     assert result.situation is Situation.PARTIAL
-    assert [(s.action, s.version, s.statement) for s in result.steps] == [
+    assert [(s.action, s.to_dict()["version"], s.to_dict().get("statement", 0)) for s in result.steps] == [
         (Action.SKIP_STATEMENT, "1.0", 1),
         (Action.SKIP_STATEMENT, "1.0", 2),
         (Action.SKIP_STATEMENT, "1.0", 3),
@@ -78,6 +89,7 @@ def test_partial_first_pending_version_is_repaired_then_updated(mini_vendor: Ven
         (Action.UPDATE, "1.10", 0),
     ]
     run = result.steps[3]
+    assert isinstance(run, RunStatement)
     assert run.text == mini_vendor.versions[0].statements[3].text  # verbatim, as the vendor wrote it
     assert run.to_dict() == {
         "action": "run-statement",
@@ -302,7 +314,7 @@ def test_a_store_that_ran_the_per_version_files_is_updated_by_the_combined_v1_13
     result = plan(state, newer, newer.newest)
     assert result.refusal is None
     assert result.situation is Situation.BEHIND
-    assert [(step.action, step.version) for step in result.steps] == [(Action.UPDATE, newer.newest.name)]
+    assert [step.to_dict() for step in result.steps] == [{"action": "update-schema", "version": newer.newest.name}]
 
 
 def test_pre_installed_extension_does_not_make_a_real_store_partial() -> None:
@@ -314,3 +326,79 @@ def test_pre_installed_extension_does_not_make_a_real_store_partial() -> None:
     result = plan(state, vendor, vendor.newest)
     assert result.situation is Situation.BEHIND
     assert [step.action for step in result.steps] == [Action.UPDATE]
+
+
+# -- the verdict: refused, blocked or ok, with the exit code migrate (and plan) stop with -------------------
+
+ONE_TABLE = Sizes({"accounts": TableSize(1_000, 5 * 1024**2)}, {}, {"accounts.name": "character varying(16)"})
+
+
+def test_a_refusal_is_the_verdict_with_exit_6(mini_vendor: VendorSchema) -> None:
+    state = at("not-a-version", Catalog(tables=frozenset({"schema_version", "accounts"})))
+    verdict = plan(state, mini_vendor, mini_vendor.newest).verdict
+    assert (verdict.outcome, verdict.status) == (Outcome.REFUSED, 6)
+    assert isinstance(verdict.error(), UnsafeStateError)
+    assert "not a version" in str(verdict.error())
+
+
+def test_the_preflight_blocks_with_exit_4_and_only_when_there_is_ddl(mini_vendor: VendorSchema) -> None:
+    denied = Access(can_create_in_schema=False)
+    blocked = plan(at(None, access=denied), mini_vendor, mini_vendor.newest)
+    assert (blocked.verdict.outcome, blocked.verdict.status) == (Outcome.BLOCKED, 4)
+    assert isinstance(blocked.verdict.error(), AccessError)
+    assert blocked.blocked is not None
+    assert "GRANT CREATE ON SCHEMA" in blocked.blocked
+    current = plan(at("1.10", complete(mini_vendor), access=denied), mini_vendor, mini_vendor.newest)
+    assert (current.verdict, current.blocked, current.verdict.error()) == (Verdict(), None, None)
+
+
+@pytest.mark.parametrize(("limit", "blocked"), [("1MB", True), ("10MB", False)])
+def test_the_rewrite_guard_blocks_with_exit_6_from_the_sizes_it_is_given(
+    mini_vendor: VendorSchema, limit: str, blocked: bool
+) -> None:
+    # v1.2 rebuilds accounts_by_name with CREATE INDEX (SHARE: writes stop while it scans); accounts is 5 MB.
+    state = at("1.0", catalog_after(mini_vendor, "1.1", 0))
+    result = plan(state, mini_vendor, mini_vendor.newest, Policy(parse_size(limit)), ONE_TABLE)
+    heavy = [item for version in result.impact for item in version.statements if item.heavy]
+    assert heavy, "the mini store must have a statement the guard looks at"
+    if blocked:
+        assert (result.verdict.outcome, result.verdict.status) == (Outcome.BLOCKED, 6)
+        assert isinstance(result.verdict.error(), UnsafeStateError)
+        assert result.blocked is not None
+        assert f"larger than --max-rewrite-size {limit[:-2]} MB" in result.blocked
+    else:
+        assert result.verdict.outcome is Outcome.OK
+
+
+def test_the_guard_without_sizes_is_a_programming_error_not_a_pass(mini_vendor: VendorSchema) -> None:
+    with pytest.raises(ValueError, match="needs the catalog's sizes"):
+        plan(at("1.0", catalog_after(mini_vendor, "1.1", 0)), mini_vendor, mini_vendor.newest, Policy(1))
+    current = plan(at("1.10", complete(mini_vendor)), mini_vendor, mini_vendor.newest, Policy(1))
+    assert current.verdict.outcome is Outcome.OK  # nothing pending: nothing to guard
+
+
+def test_a_refusal_wins_over_a_block(mini_vendor: VendorSchema) -> None:
+    state = at("1.7", access=Access(can_create_in_schema=False))
+    assert plan(state, mini_vendor, mini_vendor.newest).verdict.outcome is Outcome.REFUSED
+
+
+def test_an_absent_database_is_created_then_set_up_and_updated(mini_vendor: VendorSchema) -> None:
+    state = State("Temporal-Dev", access=Access(user="app", can_create_database=True), exists=False)
+    result = plan(state, mini_vendor, mini_vendor.newest)
+    assert result.situation is Situation.ABSENT
+    assert [step.to_dict() for step in result.steps] == [
+        {"action": "create-database", "database": "Temporal-Dev"},
+        {"action": "setup-schema", "version": "0.0"},
+        {"action": "update-schema", "version": "1.10"},
+    ]
+    assert [version.name for version in result.pending] == ["1.0", "1.1", "1.2", "1.10"]
+    assert result.verdict.outcome is Outcome.OK
+
+
+def test_an_absent_database_without_createdb_blocks_with_exit_4_and_the_statements(mini_vendor: VendorSchema) -> None:
+    state = State("Temporal-Dev", access=Access(user="app"), exists=False)
+    verdict = plan(state, mini_vendor, mini_vendor.newest).verdict
+    assert (verdict.outcome, verdict.status) == (Outcome.BLOCKED, 4)
+    assert verdict.reason is not None
+    assert 'CREATE DATABASE "Temporal-Dev" OWNER "app"' in verdict.reason
+    assert 'ALTER ROLE "app" CREATEDB' in verdict.reason

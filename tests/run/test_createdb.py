@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from migrator.cli.options import build_settings
+from migrator.core.planner import createdb_problem
 from migrator.errors import UsageError
-from migrator.run.createdb import refusal
 
 
 def test_refusal_quotes_identifiers_as_the_server_wants_them() -> None:
-    message = refusal('Temporal "dev"', "App-Role")
+    message = createdb_problem('Temporal "dev"', "App-Role")
     assert 'CREATE DATABASE "Temporal ""dev""" OWNER "App-Role"' in message
     assert 'ALTER ROLE "App-Role" CREATEDB' in message
     assert "\n" not in message
