@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
+from urllib.parse import quote_plus
 
 import structlog
 
@@ -81,12 +83,14 @@ def termination_message(summary: dict[str, Any], limit: int = TERMINATION_LIMIT)
 
 
 def _write_termination_log(path: Path, summary: dict[str, Any]) -> None:
-    """Kubernetes shows this file as the container's termination message; best effort."""
+    """Kubernetes shows this file as the container's termination message; best effort, and only into a file
+    that exists (Kubernetes makes it): outside a pod, as root, ``/dev/termination-log`` is never created."""
     try:
-        with path.open("w") as handle:
-            handle.write(termination_message(summary))
+        descriptor = os.open(path, os.O_WRONLY | os.O_TRUNC)  # no O_CREAT
     except OSError:
-        pass
+        return
+    with contextlib.suppress(OSError), os.fdopen(descriptor, "w") as handle:
+        handle.write(termination_message(summary))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,7 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback = namespace.traceback
         logs.add_secret(namespace.password)
         settings = build_settings(namespace.command, vars(namespace), os.environ)
-        logs.configure(settings.log_format, settings.log_level, [settings.password])
+        secret_attributes = [  # as given, and as the tool's argv carries them (URL-encoded)
+            form
+            for key, value in settings.connect_attributes
+            if "password" in key.lower()
+            for form in (value, quote_plus(value))
+        ]
+        logs.configure(settings.log_format, settings.log_level, [settings.password, *secret_attributes])
         structlog.contextvars.bind_contextvars(database=settings.database, schema=settings.store)
         for sig in previous:
             signal.signal(sig, _on_signal)

@@ -254,7 +254,8 @@ def access_problem(state: State, planned: Plan) -> str | None:
     )
     if access.server_version_num < MIN_SERVER_VERSION_NUM:
         return (
-            f"PostgreSQL {access.server_version_num} is older than 13: Temporal's visibility schema creates btree_gin, "
+            f"PostgreSQL {access.server_version_num // 10000}.{access.server_version_num % 10000} is older than 13: "
+            "Temporal's visibility schema creates btree_gin, "
             "which PostgreSQL 12 lets only a superuser create; upgrade the server to 13 or later"
         )
     if access.read_only:
