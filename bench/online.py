@@ -37,10 +37,10 @@ from psycopg import sql
 from bench.run import STORES, Bench, publish
 from devtools.data import fill, primary_key
 from devtools.pgcluster import LocalCluster, drop_database, ensure_login_role
-from devtools.pins import default_schema_dir, default_tool_path, resolve_schema_dir, resolve_tool
+from devtools.pins import default_schema_dir, default_tool_path, read_pins, resolve_schema_dir, resolve_tool
 from migrator.cli.options import OPTIONS
 
-FROM_RELEASE = "v1.29.1"
+FROM_RELEASE = read_pins()["TEMPORAL_SERVER_FROM"]  # scripts/bench.sh builds its tool
 HOT = {"temporal": ("executions", "current_executions"), "visibility": ("executions_visibility",)}
 DEFAULT_STORE_ROWS = 10_000
 SMALL_VISIBILITY_ROWS = 10_000

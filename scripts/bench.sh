@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The benchmarks: set up what a fresh machine lacks, as scripts/test.sh does, then compare the migrator with
 # the bare temporal-sql-tool on a throwaway local PostgreSQL.
-#   bash scripts/bench.sh [--rounds N] [--out FILE]                               # issue 5: no-op, install, contention
-#   bash scripts/bench.sh online [--blocker-seconds B] [--rows N] [--out FILE]    # issue 10: under live traffic
+#   bash scripts/bench.sh [--rounds N] [--out FILE] [--noop-only]                 # no-op (and its Python floor),
+#                                                                                 # install, contention
+#   bash scripts/bench.sh online [--blocker-seconds B] [--rows N] [--out FILE]    # under live traffic
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -16,7 +17,8 @@ stage "go toolchain" setup_go
 stage "temporal-sql-tool $TEMPORAL_VERSION" setup_tool
 if [[ "${1:-}" == online ]]; then
     shift
-    stage "temporal-sql-tool v1.29.1 (the online benchmark's starting schemas)" setup_tool v1.29.1 BENCH_FROM
+    stage "temporal-sql-tool $TEMPORAL_SERVER_FROM (the online benchmark's starting schemas)" \
+        setup_tool "$TEMPORAL_SERVER_FROM" BENCH_FROM
     stage "online benchmark" "$PYTHON" -m bench.online "$@"
 else
     stage "benchmark" "$PYTHON" -m bench.run "$@"

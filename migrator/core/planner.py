@@ -138,6 +138,8 @@ def vendor_indexes(vendor: VendorSchema) -> frozenset[str]:
 
 
 def _foreign_invalid_warning(state: State, vendor: VendorSchema) -> tuple[str, ...]:
+    if not state.catalog.invalid_indexes:  # the vendor's statements are read only when there are some
+        return ()
     foreign = sorted(set(state.catalog.invalid_indexes) - vendor_indexes(vendor))
     if not foreign:
         return ()

@@ -6,13 +6,22 @@ from migrator.core.impact import VersionImpact, impact_report
 from migrator.core.planner import Action, Plan, plan
 from migrator.core.settings import Settings
 from migrator.core.state import State
-from migrator.core.vendor import VendorSchema, VendorVersion
+from migrator.core.vendor import VendorSchema, VendorVersion, statements_needed
 from migrator.db.catalog import read_sizes
 from migrator.db.driver import Driver
+from migrator.source.tree import read_statements
 
 
 def observe_and_plan(driver: Driver, vendor: VendorSchema, target: VendorVersion) -> tuple[State, Plan]:
+    """Observe, read the statements of the versions the plan needs (none for a store at its target), plan.
+
+    Reading statements means observing again: their seed rows are probed, and the store may have moved."""
     state = driver.observe(vendor)
+    while needed := statements_needed(
+        vendor, state.version, target, invalid_indexes=bool(state.catalog.invalid_indexes)
+    ):
+        vendor = read_statements(vendor, needed)
+        state = driver.observe(vendor)
     return state, plan(state, vendor, target)
 
 

@@ -34,6 +34,7 @@ from migrator.logs import retry_fields
 from migrator.run.inspect import impact_of, observe_and_plan
 from migrator.run.lock import HeldLock, advisory_lock
 from migrator.run.watcher import Watcher
+from migrator.source.tree import read_statements
 from migrator.tool.runner import run_tool
 
 log = structlog.get_logger("migrator")
@@ -120,6 +121,7 @@ def _run_plan(
 def _verify(driver: Driver, vendor: VendorSchema, target: VendorVersion, report: Report) -> State:
     """After a run that did something, the catalog must hold what a clean install at ``target`` holds (not only
     the version row). A run that did nothing only warns: failing it could not help, as there is nothing to redo."""
+    vendor = read_statements(vendor, [item for item in vendor.versions if item.version <= target.version])
     state = driver.observe(vendor, seeds_after=report.from_version)
     planned = plan(state, vendor, target)
     if planned.situation not in (Situation.CURRENT, Situation.AHEAD):
@@ -150,12 +152,14 @@ class Run:
     report: Report
     observed: bool = False
     guarded: bool = False
+    state: State | None = None  # as last observed
 
 
 def _attempt(run: Run, settings: Settings, tool: str, vendor: VendorSchema, target: VendorVersion) -> None:
     """Observe, plan, carry out the plan; again until nothing is left (a few rounds at most)."""
     for _ in range(MAX_ROUNDS):
         state, planned = observe_and_plan(run.driver, vendor, target)
+        run.state = state
         if not run.observed:
             run.observed = True
             run.report.from_version = state.version
@@ -240,10 +244,11 @@ def migrate(settings: Settings, tool: str, vendor: VendorSchema, target: VendorV
                 retrying(_attempt, run, settings, tool, vendor, target)
             except LockWaitError as error:
                 raise _gave_up(error, settings, watcher) from None
-            state = _verify(driver, vendor, target, report)
+            # a run that did nothing has nothing to verify: the plan found the store at its target
+            state = _verify(driver, vendor, target, report) if report.steps else run.state
     except Exception as error:
         raise RunFailed(error, report) from error
-    report.to_version = state.version
+    report.to_version = state.version if state else None
     log.info(
         "migrate.done",
         from_version=report.from_version,
