@@ -28,6 +28,8 @@ from devtools.pgcluster import LocalCluster, create_database, drop_database, ens
 from devtools.pins import resolve_schema_dir, resolve_tool
 
 STORES = ("temporal", "visibility")
+# What runs the migrator and the floor: scripts/bench.sh's copy of the image's environment, else this one.
+PYTHON = os.environ.get("BENCH_PYTHON") or sys.executable
 GOALS = {
     "noop_floor_ratio": 1.2,
     "noop_ratio": 1.0,
@@ -104,7 +106,7 @@ class Bench:
         started = time.perf_counter()
         peak = 0
         for store in STORES:
-            argv = [sys.executable, "-m", "migrator", command, "--schema", store]
+            argv = [PYTHON, "-m", "migrator", command, "--schema", store]
             processes = [self.spawn(argv, self.env(store, names[store])) for _ in range(copies)]
             for process in processes:
                 rss = self.reap(process, f"migrator {command} {store}")
@@ -117,7 +119,7 @@ class Bench:
         started = time.perf_counter()
         peak = 0
         for store in STORES:
-            process = self.spawn([sys.executable, "-c", FLOOR], self.env(store, names[store]))
+            process = self.spawn([PYTHON, "-c", FLOOR], self.env(store, names[store]))
             peak = max(peak, self.reap(process, f"python floor {store}"))
         return Run(time.perf_counter() - started, peak)
 

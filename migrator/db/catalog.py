@@ -81,7 +81,7 @@ def observe(rows: Rows, database: str, vendor: VendorSchema, *, seeds_after: str
                 others.append(db_name)
     seeds: dict[str, bool] = {}
     for pending in vendor.after(version if seeds_after == STORED else seeds_after):
-        for statement in pending.statements:
+        for statement in pending.read_statements or ():  # unread: the shell reads them, then observes again
             for effect in statement.effects:
                 if effect.ref.kind is Kind.ROW and statement.probe is not None:
                     seeds[effect.ref.name] = statement.probe.table in tables and _row_present(rows, statement.probe)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,8 @@ from devtools.pins import resolve_schema_dir, upgrade_sources
 from migrator.core.planner import Situation, plan
 from migrator.core.state import Catalog, State
 from migrator.core.vendor import STORES, VendorSchema, VendorVersion, statements_needed
+from migrator.db.catalog import observe
+from migrator.run.inspect import observe_and_plan
 from migrator.source.tree import load_vendor_schema, read_statements, read_vendor_tree
 from tests.conftest import MINI_STORE, write_tree
 
@@ -108,3 +111,31 @@ def test_no_store_creates_a_table_the_other_stores_first_version_creates(release
     vendor: VendorSchema = load_vendor_schema(root, store)
     assert vendor.foreign_tables()
     assert vendor.foreign_tables().isdisjoint(vendor.created_tables())
+
+
+class EmptyDatabase:
+    """A driver over a database with no tables: counts the observations."""
+
+    def __init__(self) -> None:
+        self.observed = 0
+
+    def observe(self, vendor: VendorSchema) -> State:
+        self.observed += 1
+
+        def rows(query: object, params: object) -> list[tuple[object, ...]]:
+            if "current_user" in str(query):
+                return [("temporal", "temporal", "public", 150000, True, True, False)]
+            return []
+
+        return observe(rows, "temporal", vendor)
+
+
+def test_the_shell_reads_what_a_fresh_install_needs_then_observes_again(both_stores: Path) -> None:
+    database = EmptyDatabase()
+    vendor = read_vendor_tree(both_stores, "temporal")
+    driver: Any = database
+    _, planned = observe_and_plan(driver, vendor, vendor.newest)
+    assert planned.situation is Situation.EMPTY
+    assert [item.name for item in planned.pending] == ["1.0", "1.1", "1.2", "1.10"]
+    assert all(item.read_statements is not None for item in planned.pending)
+    assert database.observed == 2
