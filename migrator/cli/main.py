@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,7 +20,8 @@ from urllib.parse import quote_plus
 
 import structlog
 
-from migrator import __version__, logs
+import migrator
+from migrator import logs
 from migrator.cli.commands import run_command
 from migrator.cli.options import COMMANDS, OPTIONS, build_settings
 from migrator.core.settings import Settings
@@ -29,20 +31,30 @@ from migrator.run.migrate import RunFailed
 log = structlog.get_logger("migrator")
 
 
+class _Version(argparse.Action):
+    """``--version``, read from the package's metadata only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        sys.stdout.write(f"temporal-migrator {migrator.__version__}\n")
+        parser.exit()
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message}; see temporal-migrator --help")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    width = shutil.get_terminal_size().columns - 2  # argparse's own width, asked once rather than per argument
     parser = _Parser(
         prog="temporal-migrator",
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, width=width),
         allow_abbrev=False,  # "--pass x" or "--lock 5" must not quietly mean another flag
         description="Bring a Temporal PostgreSQL store to its target schema version, safely and repeatably.",
         epilog="Exit codes: " + ", ".join(f"{status.value} {status.name.lower()}" for status in ExitStatus),
     )
     parser.add_argument("command", choices=COMMANDS, help="what to do")
-    parser.add_argument("--version", action="version", version=f"temporal-migrator {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     parser.add_argument("--traceback", action="store_true", help="re-raise errors with a traceback (debugging)")
     for option in OPTIONS:
         help_text = f"{option.help} (env {option.env}; default {option.default})"

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import stat
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,10 @@ def test_the_termination_message_is_never_written_to_a_file_that_does_not_exist(
     assert cli.main(["status", "--pl", "mysql8"]) == ExitStatus.USAGE
     capsys.readouterr()
     assert list(missing.parent.iterdir()) == []
+
+
+def test_version_is_printed_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"temporal-migrator {version('temporal-migrator')}\n"
