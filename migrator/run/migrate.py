@@ -152,14 +152,14 @@ class Run:
     report: Report
     observed: bool = False
     guarded: bool = False
-    state: State | None = None  # as last observed
+    last: tuple[State, Plan] | None = None  # as last observed and planned
 
 
 def _attempt(run: Run, settings: Settings, tool: str, vendor: VendorSchema, target: VendorVersion) -> None:
     """Observe, plan, carry out the plan; again until nothing is left (a few rounds at most)."""
     for _ in range(MAX_ROUNDS):
         state, planned = observe_and_plan(run.driver, vendor, target)
-        run.state = state
+        run.last = state, planned
         if not run.observed:
             run.observed = True
             run.report.from_version = state.version
@@ -244,11 +244,16 @@ def migrate(settings: Settings, tool: str, vendor: VendorSchema, target: VendorV
                 retrying(_attempt, run, settings, tool, vendor, target)
             except LockWaitError as error:
                 raise _gave_up(error, settings, watcher) from None
-            # a run that did nothing has nothing to verify: the plan found the store at its target
-            state = _verify(driver, vendor, target, report) if report.steps else run.state
+            if report.steps:
+                state = _verify(driver, vendor, target, report)
+            else:  # nothing done, nothing to verify: the plan found the store at its target
+                assert run.last is not None, "an attempt that returns has observed"
+                state = run.last[0]
+                for warning in run.last[1].warnings:
+                    log.warning("plan.warning", warning=warning)
     except Exception as error:
         raise RunFailed(error, report) from error
-    report.to_version = state.version if state else None
+    report.to_version = state.version
     log.info(
         "migrate.done",
         from_version=report.from_version,
