@@ -44,3 +44,25 @@ def test_status_and_plan_report_a_locked_table_without_waiting_for_it(
     locked = statements_on(json.loads(done.stdout), LOCKED_TABLE)
     assert locked, "the pending versions change the locked table"
     assert {(item["bytes"], item["locked_by"]) for item in locked} == {(None, f"pid {pid} ({HOLDER})")}
+
+
+def test_wait_reports_a_locked_version_table_instead_of_waiting_for_it(
+    app_db: AppDb, run_migrator: RunMigrator, schema_dir: Path
+) -> None:
+    """The version row cannot be read while the lock is held: `wait` keeps polling and gives up at its own
+    --wait-timeout (exit 8, the README's "wait timed out"), naming the lock timeout, not at the holder's end."""
+    tool_to(app_db, schema_dir, "visibility", "1.9")
+    wait_timeout = 5
+    with app_db.server.admin_connect(app_db.name) as holder:
+        holder.autocommit = False
+        holder.execute(f"SET LOCAL statement_timeout = '{HOLD_SECONDS}s'")
+        holder.execute("LOCK TABLE schema_version IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        done = run_migrator(
+            app_db, "wait", "--schema", "visibility", "--wait-timeout", str(wait_timeout), timeout=HOLD_SECONDS / 2
+        )
+        elapsed = time.monotonic() - started
+        holder.rollback()
+    assert done.returncode == 8, done.stderr[-2000:]
+    assert elapsed < HOLD_SECONDS / 4
+    assert "SQLSTATE 55P03" in done.stderr
