@@ -50,6 +50,7 @@ with psycopg.connect(host=os.environ["SQL_HOST"], port=os.environ["SQL_PORT"], u
 class Run:
     seconds: float
     max_rss_kb: int
+    cpu_seconds: float = 0.0  # user + system of the children: steadier than wall time on a shared machine
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Bench:
     schema_dir: Path
     password: str = field(default_factory=lambda: uuid.uuid4().hex)
     rss_kb: list[int] = field(default_factory=list)
+    cpu_seconds: float = 0.0
 
     def new_databases(self) -> dict[str, str]:
         """One fresh database per store, owned by the store's role (CloudNativePG style)."""
@@ -93,8 +95,9 @@ class Bench:
         return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def reap(self, process: subprocess.Popen[bytes], what: str) -> int:
-        """wait4 the child: its own peak RSS, and its exit status checked."""
+        """wait4 the child: its own peak RSS (its CPU time is added to ``cpu_seconds``), exit status checked."""
         _, status, usage = os.wait4(process.pid, 0)
+        self.cpu_seconds += usage.ru_utime + usage.ru_stime
         process.returncode = os.waitstatus_to_exitcode(status)
         stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
         if process.returncode != 0:
@@ -103,7 +106,7 @@ class Bench:
 
     def migrator(self, command: str, names: dict[str, str], copies: int = 1) -> Run:
         """``python -m migrator COMMAND`` on both stores in turn (``copies`` at once per store)."""
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), self.cpu_seconds
         peak = 0
         for store in STORES:
             argv = [PYTHON, "-m", "migrator", command, "--schema", store]
@@ -112,16 +115,16 @@ class Bench:
                 rss = self.reap(process, f"migrator {command} {store}")
                 self.rss_kb.append(rss)
                 peak = max(peak, rss)
-        return Run(time.perf_counter() - started, peak)
+        return Run(time.perf_counter() - started, peak, self.cpu_seconds - cpu)
 
     def floor(self, names: dict[str, str]) -> Run:
         """`FLOOR` on both stores in turn, as `migrator` runs them."""
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), self.cpu_seconds
         peak = 0
         for store in STORES:
             process = self.spawn([PYTHON, "-c", FLOOR], self.env(store, names[store]))
             peak = max(peak, self.reap(process, f"python floor {store}"))
-        return Run(time.perf_counter() - started, peak)
+        return Run(time.perf_counter() - started, peak, self.cpu_seconds - cpu)
 
     def tool_run(self, names: dict[str, str], *, setup: bool) -> Run:
         """The bare tool: ``[setup-schema -v 0.0 +] update-schema`` on both stores in turn."""
@@ -174,13 +177,22 @@ def summarise(name: str, a: list[float], b: list[float], a_label: str, b_label: 
 
 
 def noop_floor(bench: Bench, rounds: int, at_target: dict[str, str]) -> dict[str, Any]:
-    """The no-op against the Python floor, alternated in the same run."""
-    noop = alternate(
-        rounds,
-        lambda: bench.migrator("migrate", at_target).seconds,
-        lambda: bench.floor(at_target).seconds,
+    """The no-op against the Python floor, alternated in the same run: wall time, and CPU time beside it."""
+    noop: list[Run] = []
+    floor: list[Run] = []
+    for _ in range(rounds):
+        noop.append(bench.migrator("migrate", at_target))
+        floor.append(bench.floor(at_target))
+    summary = summarise(
+        "no-op, both stores", [r.seconds for r in noop], [r.seconds for r in floor], "migrator migrate", "Python floor"
     )
-    return summarise("no-op, both stores", *noop, "migrator migrate", "Python floor")
+    cpu_a, cpu_b = (statistics.median(r.cpu_seconds for r in runs) for runs in (noop, floor))
+    return {
+        **summary,
+        "a_cpu_median_s": round(cpu_a, 3),
+        "b_cpu_median_s": round(cpu_b, 3),
+        "cpu_ratio": round(cpu_a / cpu_b, 2),
+    }
 
 
 def run(rounds: int, noop_only: bool = False) -> dict[str, Any]:
@@ -270,6 +282,12 @@ def table(report: dict[str, Any]) -> str:
             f"| {item['scenario']} | {item['a']} | {item['b']} | {item['a_median_s']:.3f} s "
             f"| {item['b_median_s']:.3f} s | {item['ratio']:.2f} | ≤ {GOALS[key]} ({verdict}) |"
         )
+    floor = report["noop_floor"]
+    lines.insert(
+        3,
+        f"| no-op, both stores, CPU time | migrator migrate | Python floor | {floor['a_cpu_median_s']:.3f} s "
+        f"| {floor['b_cpu_median_s']:.3f} s | {floor['cpu_ratio']:.2f} | |",
+    )
     if "scenarios" not in report:
         return "\n".join(lines)
     rss_verdict = "met" if report["goals"]["peak_rss_mb"] else "NOT met"
