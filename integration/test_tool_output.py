@@ -13,6 +13,7 @@ from devtools.databases import AppDb
 from devtools.pins import upgrade_sources
 from integration.support.plugin import ReleaseFiles
 from integration.support.processes import RunMigrator, events_named
+from integration.support.scenarios import wrapped_tool
 
 
 def test_every_tool_output_event_carries_the_database_and_the_store(app_db: AppDb, run_migrator: RunMigrator) -> None:
@@ -29,13 +30,16 @@ def test_a_real_go_panic_is_reported_by_its_panic_line(
 ) -> None:
     """main: no --connect-attributes (exit 2); a multi-line panic was reported as its last stack frame."""
     # The tool up to v1.29 (the oldest upgrade source) sets sslmode itself and panics on a connect attribute that
-    # sets it again; from v1.30 the attribute is allowed.
+    # sets it again; from v1.30 the attribute is allowed. The migrator refuses sslmode in --connect-attributes
+    # (--tls owns it), so the tool is handed it behind the migrator's back, in place of a harmless attribute.
     tool, schema_dir = release_files(upgrade_sources()[0])
+    panicking = wrapped_tool(tmp_path, tool, rewrite="s/^search_path=public$/sslmode=disable/")
     terminated = tmp_path / "termination-log"
+    terminated.touch()  # Kubernetes makes the file; the migrator only writes into it
     env = app_db.env(
-        SQL_CONNECT_ATTRIBUTES="sslmode=disable",
+        SQL_CONNECT_ATTRIBUTES="search_path=public",
         MIGRATOR_TERMINATION_LOG=str(terminated),
-        TEMPORAL_SQL_TOOL=str(tool),
+        TEMPORAL_SQL_TOOL=str(panicking),
         MIGRATOR_SCHEMA_DIR=str(schema_dir),
     )
     done = run_migrator(app_db, "migrate", "--schema", "temporal", env=env)

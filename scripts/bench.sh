@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The benchmarks: set up what a fresh machine lacks, as scripts/test.sh does, then compare the migrator with
 # the bare temporal-sql-tool on a throwaway local PostgreSQL.
-#   bash scripts/bench.sh [--rounds N] [--out FILE]                               # issue 5: no-op, install, contention
-#   bash scripts/bench.sh online [--blocker-seconds B] [--rows N] [--out FILE]    # issue 10: under live traffic
+#   bash scripts/bench.sh [--rounds N] [--out FILE] [--noop-only]                 # no-op (and its Python floor),
+#                                                                                 # install, contention
+#   bash scripts/bench.sh online [--blocker-seconds B] [--rows N] [--out FILE]    # under live traffic
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -14,9 +15,28 @@ stage "python virtualenv and locked deps" setup_python
 stage "postgresql server binaries" setup_postgres
 stage "go toolchain" setup_go
 stage "temporal-sql-tool $TEMPORAL_VERSION" setup_tool
+
+# The migrator and the Python floor run in what the image installs (runtime dependencies and the package as a
+# wheel), not in the test virtualenv: its extra packages change what imports cost (structlog loads rich when
+# it is there).
+runtime_env() {
+    local venv="$REPO_ROOT/.venv-bench" wheels
+    [[ -x "$venv/bin/python" ]] || "$(command -v /usr/bin/python3 || command -v python3)" -m venv "$venv"
+    "$venv/bin/python" -m pip --disable-pip-version-check --quiet install --require-hashes \
+        -r "$REPO_ROOT/requirements/runtime.txt"
+    wheels="$(mktemp -d)"
+    "$PYTHON" -m pip --disable-pip-version-check --quiet wheel --no-deps --no-build-isolation \
+        --wheel-dir "$wheels" "$REPO_ROOT"
+    "$venv/bin/python" -m pip --disable-pip-version-check --quiet install --force-reinstall --no-deps "$wheels"/*.whl
+    rm -rf "$wheels"
+    export BENCH_PYTHON="$venv/bin/python"
+    log "BENCH_PYTHON=$BENCH_PYTHON"
+}
+stage "the image's python environment" runtime_env
 if [[ "${1:-}" == online ]]; then
     shift
-    stage "temporal-sql-tool v1.29.1 (the online benchmark's starting schemas)" setup_tool v1.29.1 BENCH_FROM
+    stage "temporal-sql-tool $TEMPORAL_SERVER_FROM (the online benchmark's starting schemas)" \
+        setup_tool "$TEMPORAL_SERVER_FROM" BENCH_FROM
     stage "online benchmark" "$PYTHON" -m bench.online "$@"
 else
     stage "benchmark" "$PYTHON" -m bench.run "$@"

@@ -24,7 +24,7 @@ import pytest
 from devtools.ci import unavailable
 from devtools.databases import AppDb, MakeDb, PgServer
 from devtools.pgcluster import create_database, derived_password, drop_database, ensure_login_role
-from devtools.pgmajors import pg15_public_schema
+from devtools.pgmajors import DATABASE_OWNER_ROLE_SINCE, own_public_schema, pg15_public_schema
 from devtools.pins import resolve_schema_dir, resolve_tool, upgrade_sources
 from integration.support.crashpoints import summarise
 from integration.support.processes import RunMigrator, RunTool, StartMigrator, migrator_argv, run_tool_binary
@@ -67,7 +67,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    """The session's PostgreSQL (>= 14, with 15's public-schema defaults) with the app roles ``app`` and
+    """The session's PostgreSQL (>= 13, with 15's public-schema defaults) with the app roles ``app`` and
     ``app_other`` created."""
     with contextlib.ExitStack() as stack:
         server = provide_server(stack)
@@ -151,6 +151,9 @@ def make_db(pg_server: PgServer, app_roles: dict[str, str], request: pytest.Fixt
                         psycopg.sql.Identifier(name), psycopg.sql.Identifier(connect_as)
                     )
                 )
+        if pg_server.major < DATABASE_OWNER_ROLE_SINCE:
+            with pg_server.admin_connect(name) as conn:
+                own_public_schema(conn, owner, pg_server.major)
         return AppDb(
             server=pg_server,
             name=name,

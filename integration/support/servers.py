@@ -2,7 +2,7 @@
 
 1. ``MIGRATOR_TEST_PG_URL``: a superuser libpq URL of an external server (shared by all workers);
 2. Testcontainers ``PostgresContainer(POSTGRES_IMAGE from pins.env)`` when a Docker engine answers;
-3. a throwaway local cluster from the server binaries of ``MIGRATOR_TEST_PG_BIN`` (any major from 14), else of
+3. a throwaway local cluster from the server binaries of ``MIGRATOR_TEST_PG_BIN`` (any major from 13), else of
    the highest Debian package >= 15 (``devtools/pgcluster.py``).
 ``MIGRATOR_TEST_PG_SOURCE=docker|local`` forces 2 or 3. Nothing here depends on pytest fixtures.
 """

@@ -12,12 +12,12 @@ from migrator.core.state import State
 from migrator.run.inspect import inspect
 from migrator.run.migrate import migrate
 from migrator.run.wait import wait
-from migrator.source.tree import load_vendor_schema
+from migrator.source.tree import read_vendor_tree
 from migrator.tool.runner import resolve_tool
 
 
 def run_command(settings: Settings) -> dict[str, Any]:
-    vendor = load_vendor_schema(settings.schema_dir, settings.store)
+    vendor = read_vendor_tree(settings.schema_dir, settings.store)  # statements: only those a plan needs
     target = resolve_target(vendor, settings.target)
     if settings.command == "migrate":
         tool = resolve_tool(settings.tool)

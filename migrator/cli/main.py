@@ -6,18 +6,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
+from urllib.parse import quote_plus
 
 import structlog
 
-from migrator import __version__, logs
+import migrator
+from migrator import logs
 from migrator.cli.commands import run_command
 from migrator.cli.options import COMMANDS, OPTIONS, build_settings
 from migrator.core.settings import Settings
@@ -27,20 +31,30 @@ from migrator.run.migrate import RunFailed
 log = structlog.get_logger("migrator")
 
 
+class _Version(argparse.Action):
+    """``--version``, read from the package's metadata only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        sys.stdout.write(f"temporal-migrator {migrator.__version__}\n")
+        parser.exit()
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message}; see temporal-migrator --help")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    width = shutil.get_terminal_size().columns - 2  # argparse's own width, asked once rather than per argument
     parser = _Parser(
         prog="temporal-migrator",
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, width=width),
         allow_abbrev=False,  # "--pass x" or "--lock 5" must not quietly mean another flag
         description="Bring a Temporal PostgreSQL store to its target schema version, safely and repeatably.",
         epilog="Exit codes: " + ", ".join(f"{status.value} {status.name.lower()}" for status in ExitStatus),
     )
     parser.add_argument("command", choices=COMMANDS, help="what to do")
-    parser.add_argument("--version", action="version", version=f"temporal-migrator {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     parser.add_argument("--traceback", action="store_true", help="re-raise errors with a traceback (debugging)")
     for option in OPTIONS:
         help_text = f"{option.help} (env {option.env}; default {option.default})"
@@ -81,12 +95,14 @@ def termination_message(summary: dict[str, Any], limit: int = TERMINATION_LIMIT)
 
 
 def _write_termination_log(path: Path, summary: dict[str, Any]) -> None:
-    """Kubernetes shows this file as the container's termination message; best effort."""
+    """Kubernetes shows this file as the container's termination message; best effort, and only into a file
+    that exists (Kubernetes makes it): outside a pod, as root, ``/dev/termination-log`` is never created."""
     try:
-        with path.open("w") as handle:
-            handle.write(termination_message(summary))
+        descriptor = os.open(path, os.O_WRONLY | os.O_TRUNC)  # no O_CREAT
     except OSError:
-        pass
+        return
+    with contextlib.suppress(OSError), os.fdopen(descriptor, "w") as handle:
+        handle.write(termination_message(summary))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,7 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback = namespace.traceback
         logs.add_secret(namespace.password)
         settings = build_settings(namespace.command, vars(namespace), os.environ)
-        logs.configure(settings.log_format, settings.log_level, [settings.password])
+        secret_attributes = [  # as given, and as the tool's argv carries them (URL-encoded)
+            form
+            for key, value in settings.connect_attributes
+            if "password" in key.lower()
+            for form in (value, quote_plus(value))
+        ]
+        logs.configure(settings.log_format, settings.log_level, [settings.password, *secret_attributes])
         structlog.contextvars.bind_contextvars(database=settings.database, schema=settings.store)
         for sig in previous:
             signal.signal(sig, _on_signal)

@@ -6,6 +6,7 @@ tool can call the migrator with the same environment.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,28 @@ from migrator.core.settings import Settings
 from migrator.core.sizes import parse_size
 from migrator.core.vendor import STORES
 from migrator.core.versions import parse_target
+from migrator.db.session import MAX_TIMEOUT_MS
 from migrator.errors import UsageError
 
 PLUGINS = ("postgres12", "postgres12_pgx")
 COMMANDS = ("status", "plan", "migrate", "wait")
 LOG_FORMATS = ("json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Durations bound what we wait for; a year is past any real wait (and within every timer Python has).
+MAX_SECONDS = 365 * 24 * 3600.0
+# --ddl-lock-timeout becomes lock_timeout, an int of milliseconds in PostgreSQL (at most INT_MAX).
+MAX_LOCK_TIMEOUT_SECONDS = MAX_TIMEOUT_MS // 1000
+# --connect-attributes keys other flags own: the flag to use instead (application_name tags our sessions).
+RESERVED_ATTRIBUTES = {
+    "host": "--endpoint/SQL_HOST",
+    "hostaddr": "--endpoint/SQL_HOST",
+    "port": "--port/SQL_PORT",
+    "user": "--user/SQL_USER",
+    "password": "SQL_PASSWORD",
+    "dbname": "--database/SQL_DATABASE",
+    "sslmode": "--tls and --tls-disable-host-verification",
+    "application_name": "nothing: the migrator names its own and the tool's sessions, by which it finds them",
+}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -145,7 +162,7 @@ OPTIONS: tuple[Option, ...] = (
         ("--termination-log",),
         "MIGRATOR_TERMINATION_LOG",
         "/dev/termination-log",
-        "file that receives the run summary when writable (Kubernetes termination message)",
+        "existing file that receives the run summary (Kubernetes termination message); never created",
     ),
     Option(
         "output",
@@ -171,13 +188,16 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _seconds(name: str, value: str) -> float:
+def _seconds(name: str, value: str, limit: float = MAX_SECONDS) -> float:
+    """A finite, non-negative number of seconds up to ``limit`` (``inf`` and ``nan`` are not durations)."""
     try:
         seconds = float(value)
     except ValueError:
         seconds = -1.0
-    if not seconds >= 0:
+    if not (seconds >= 0 and math.isfinite(seconds)):
         raise UsageError(f"{name} {value!r} is not a number of seconds; give a value such as 60")
+    if seconds > limit:
+        raise UsageError(f"{name} {value!r} is more than {limit:g} seconds, the most it can be; give a smaller value")
     return seconds
 
 
@@ -229,12 +249,15 @@ def _attributes(label: str, text: str) -> tuple[tuple[str, str], ...]:
     """``k=v&k2=v2`` parsed as the tool parses it (url.ParseQuery); a key given twice makes the tool panic."""
     try:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True) if text.strip() else []
-    except ValueError:
-        raise UsageError(f"{label} {text!r} is not k=v&k2=v2; give it as search_path=temporal&k=v") from None
+    except ValueError:  # the text is not echoed: it may hold a secret
+        raise UsageError(f"{label} is not k=v&k2=v2; give it as search_path=temporal&k=v") from None
     keys = [key.strip() for key, _ in pairs]
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:
         raise UsageError(f"{label} gives {', '.join(repeated)} more than once; give each key once")
+    reserved = next((key for key in keys if key.lower() in RESERVED_ATTRIBUTES), None)
+    if reserved is not None:
+        raise UsageError(f"{label} may not set {reserved!r}; use {RESERVED_ATTRIBUTES[reserved.lower()]}")
     return tuple((key.strip(), value.strip()) for key, value in pairs)
 
 
@@ -285,7 +308,7 @@ def build_settings(command: str, parsed: Mapping[str, str | bool | None], enviro
         log_format=_choice(_label("log_format"), get("log_format").lower(), LOG_FORMATS),
         log_level=_choice(_label("log_level"), get("log_level").lower(), LOG_LEVELS),
         termination_log=Path(get("termination_log")),
-        ddl_lock_timeout=_seconds(_label("ddl_lock_timeout"), get("ddl_lock_timeout")),
+        ddl_lock_timeout=_seconds(_label("ddl_lock_timeout"), get("ddl_lock_timeout"), MAX_LOCK_TIMEOUT_SECONDS),
         ddl_retry_timeout=_seconds(_label("ddl_retry_timeout"), get("ddl_retry_timeout")),
         max_rewrite_size=_size(_label("max_rewrite_size"), raw["max_rewrite_size"]),
         progress_interval=_interval(_label("progress_interval"), get("progress_interval")),

@@ -108,6 +108,7 @@ class StatementImpact:
             "effect": str(self.effect),
             "rows": self.size.rows if self.size else None,
             "bytes": self.size.bytes if self.size else None,
+            "locked_by": self.size.locked_by if self.size else None,
         }
 
 
@@ -144,6 +145,8 @@ def describe_size(size: TableSize | None) -> str:
     if size is None:
         return "not there yet"
     rows = "unknown rows (never analysed)" if size.rows is None else f"{pretty_rows(size.rows)} rows"
+    if size.bytes is None:
+        return f"{rows}, size unknown: locked by {size.locked_by}"
     return f"{rows}, {pretty_size(size.bytes)}"
 
 
@@ -233,9 +236,10 @@ def too_large(report: Iterable[VersionImpact], limit: int | None) -> str | None:
         return None
     for version in report:
         for item in version.statements:
-            if item.heavy and item.size is not None and item.size.bytes > limit:
+            if item.heavy and item.size is not None and (item.size.bytes is None or item.size.bytes > limit):
+                larger = "whose size is not known to be within" if item.size.bytes is None else "larger than"
                 return (
-                    f"v{version.version} statement {item.index} ({item.statement}) {item.what()}, larger than "
+                    f"v{version.version} statement {item.index} ({item.statement}) {item.what()}, {larger} "
                     f"--max-rewrite-size {pretty_size(limit)}; run it in a maintenance window with a larger "
                     "--max-rewrite-size/MIGRATOR_MAX_REWRITE_SIZE (or unset it); changed nothing"
                 )

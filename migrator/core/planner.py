@@ -24,7 +24,7 @@ from migrator.core.versions import parse_version
 from migrator.errors import AccessError, ExitStatus, MigratorError, UnsafeStateError, UsageError
 
 SETUP_VERSION = Version("0.0")
-MIN_SERVER_VERSION_NUM = 120000
+MIN_SERVER_VERSION_NUM = 130000
 
 
 class Situation(StrEnum):
@@ -257,6 +257,8 @@ def vendor_indexes(vendor: VendorSchema) -> frozenset[str]:
 
 
 def _foreign_invalid_warning(state: State, vendor: VendorSchema) -> tuple[str, ...]:
+    if not state.catalog.invalid_indexes:  # the vendor's statements are read only when there are some
+        return ()
     foreign = sorted(set(state.catalog.invalid_indexes) - vendor_indexes(vendor))
     if not foreign:
         return ()
@@ -421,7 +423,11 @@ def access_problem(state: State, planned: Plan) -> str | None:
         quote_identifier(state.database),
     )
     if access.server_version_num < MIN_SERVER_VERSION_NUM:
-        return f"PostgreSQL {access.server_version_num} is older than 12, which Temporal's postgres12 schema needs"
+        return (
+            f"PostgreSQL {access.server_version_num // 10000}.{access.server_version_num % 10000} is older than 13: "
+            "Temporal's visibility schema creates btree_gin, "
+            "which PostgreSQL 12 lets only a superuser create; upgrade the server to 13 or later"
+        )
     if access.read_only:
         return (
             f"database {state.database!r} is read-only (default_transaction_read_only is on); "

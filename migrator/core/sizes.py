@@ -47,10 +47,13 @@ def pretty_rows(rows: int) -> str:
 
 @dataclass(frozen=True)
 class TableSize:
-    """``rows`` is None when the table was never vacuumed or analysed (reltuples = -1: unknown)."""
+    """``rows`` is None when the table was never vacuumed or analysed (reltuples = -1: unknown). ``bytes`` is None
+    when another session holds (or waits for) an ACCESS EXCLUSIVE lock on the table: measuring it would wait for
+    that session; ``locked_by`` then names it (``pid 4711 (psql)``)."""
 
     rows: int | None
-    bytes: int
+    bytes: int | None
+    locked_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ real tool executes.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 
@@ -47,6 +48,12 @@ def _is_word_char(byte: int) -> bool:
     # The tool treats a byte as a rune: a letter or a decimal digit; the underscore is not one.
     char = chr(byte)
     return char.isalpha() or char.isdecimal()
+
+
+# Where `_split` can act: a byte it looks at, or the first letter of BEGIN/IF/LOOP/END after a non-word byte.
+# Every other byte only moves it on, so it jumps from one such place to the next (same result, far faster).
+_WORD_BYTES = b"".join(re.escape(bytes([byte])) for byte in range(256) if _is_word_char(byte))
+_NEXT = re.compile(rb"[;()$'\"-]|(?<![" + _WORD_BYTES + rb"])[bile]")
 
 
 def _word_at(text: bytes, word: bytes, pos: int) -> bool:
@@ -91,6 +98,11 @@ def _split(content: bytes, rules: Rules) -> list[str]:  # noqa: PLR0912, PLR0915
         stack: list[bytes] = []
         pieces: list[bytes] = []
         while j < size:
+            found = _NEXT.search(lower, j)
+            if found is None:
+                j = size
+                break
+            j = found.start()
             char = lower[j : j + 1]
             if char == b";" and not stack:
                 j += 1
@@ -132,15 +144,13 @@ def _split(content: bytes, rules: Rules) -> list[str]:  # noqa: PLR0912, PLR0915
                 stack.pop()
                 j = last + (1 if opener == b"i" else 3 if opener == b"l" else 2)
             elif char in (b"'", b'"'):
-                j += 1
-                while j < size and lower[j : j + 1] != char:
-                    j += 1
-                if j == size:
+                j = lower.find(char, j + 1)
+                if j == -1:
                     raise SplitError("unmatched quotes")
             elif lower.startswith(b"--", j):
                 pieces.append(content[i:j].rstrip(b" "))
-                while j < size and lower[j] != ord("\n"):
-                    j += 1
+                end = lower.find(b"\n", j)
+                j = size if end == -1 else end
                 i = j
             j += 1
         if stack:

@@ -2,12 +2,17 @@
 
 `migrator.source.tree` reads a tree from disk into these values, the way temporal-sql-tool reads it; the
 planner and the tool must see the same tree, so the tool is always pointed at `VendorSchema.versioned_dir`.
+
+Statements are read only for the versions a plan needs (`statements_needed`): a store at its target reads
+no SQL file of its own. The shell observes, asks which versions' statements the plan needs, reads them
+(`migrator.source.tree.read_statements`), and plans; reading a version's statements before that is a bug,
+and fails loudly rather than planning with none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import PurePath
 
 from packaging.version import Version
@@ -30,7 +35,13 @@ class VendorVersion:
     manifest_md5: str
     directory: PurePath
     files: tuple[str, ...]
-    statements: tuple[Statement, ...] = ()
+    read_statements: tuple[Statement, ...] | None = None  # None: not read from disk yet
+
+    @property
+    def statements(self) -> tuple[Statement, ...]:
+        if self.read_statements is None:
+            raise AssertionError(f"the statements of v{self.name} were not read; see vendor.statements_needed")
+        return self.read_statements
 
 
 @dataclass(frozen=True)
@@ -40,13 +51,21 @@ class VendorSchema:
     store: str
     versioned_dir: PurePath
     versions: tuple[VendorVersion, ...]
-    other: VendorSchema | None = None  # the other store of the same tree, to recognise its tables
+    # The other store of the same tree, to recognise its tables: its first version only, read in full. A store
+    # is recognised by the tables its first version creates, which the other store never creates (tested on the
+    # pinned tree), so a no-op reads one small file of the other store and none of its own.
+    other: VendorSchema | None = None
 
     def foreign_tables(self) -> frozenset[str]:
-        """Tables only the other store creates: finding them means both stores share one database."""
+        """Tables the other store's first version creates: finding them means both stores share one database."""
         if self.other is None:
             return frozenset()
-        return frozenset(self.other.created_tables() - self.created_tables())
+        return frozenset(self.other.created_tables())
+
+    def with_statements(self, read: Iterable[VendorVersion]) -> VendorSchema:
+        """This tree with the given versions (their statements read) in place of the same-named ones."""
+        by_name = {item.name: item for item in read}
+        return replace(self, versions=tuple(by_name.get(item.name, item) for item in self.versions))
 
     @property
     def newest(self) -> VendorVersion:
@@ -80,3 +99,24 @@ class VendorSchema:
         except ValueError:
             current = None
         return [item for item in self.versions if current is None or item.version > current]
+
+
+def statements_needed(
+    vendor: VendorSchema, version: str | None, target: VendorVersion, *, invalid_indexes: bool
+) -> list[VendorVersion]:
+    """The versions whose statements a plan from a store at ``version`` reads, not read yet.
+
+    The pending versions (after ``version``, up to ``target``): their statements are what a repair, the
+    privilege preflight and the impact report look at. Every version when ``version`` is missing or not one
+    (the tables of the whole tree tell a Temporal database without its version row), or when the catalog has
+    INVALID indexes (only the tree's own indexes are Temporal's to repair). None for a store at its target.
+    """
+    try:
+        current = parse_version(version) if version is not None else None
+    except ValueError:
+        current = None
+    if current is None or invalid_indexes:
+        wanted = list(vendor.versions)
+    else:
+        wanted = [item for item in vendor.versions if current < item.version <= target.version]
+    return [item for item in wanted if item.read_statements is None]

@@ -17,6 +17,7 @@ from migrator.core.sizes import Sizes, TableSize
 from migrator.core.state import Access, Catalog, ColumnInfo, State
 from migrator.core.statements import Kind, RowProbe
 from migrator.core.vendor import VendorSchema
+from migrator.errors import LockWaitError
 
 _ACCESS = """
 SELECT current_user,
@@ -80,7 +81,7 @@ def observe(rows: Rows, database: str, vendor: VendorSchema, *, seeds_after: str
                 others.append(db_name)
     seeds: dict[str, bool] = {}
     for pending in vendor.after(version if seeds_after == STORED else seeds_after):
-        for statement in pending.statements:
+        for statement in pending.read_statements or ():  # unread: the shell reads them, then observes again
             for effect in statement.effects:
                 if effect.ref.kind is Kind.ROW and statement.probe is not None:
                     seeds[effect.ref.name] = statement.probe.table in tables and _row_present(rows, statement.probe)
@@ -104,9 +105,21 @@ def observe(rows: Rows, database: str, vendor: VendorSchema, *, seeds_after: str
 
 # -- sizes, for the impact report ------------------------------------------------------------------
 
+# pg_total_relation_size takes ACCESS SHARE on the table, its TOAST table and each index: it is not called for a
+# table on which another session holds or awaits ACCESS EXCLUSIVE (it would queue behind it); that session is
+# named instead (a granted lock before a waiting one).
 _SIZE_TABLES = """
-SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid)
-  FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+SELECT c.relname, c.reltuples::bigint, CASE WHEN h.pid IS NULL THEN pg_total_relation_size(c.oid) END,
+       h.pid, h.application_name
+  FROM pg_class c
+  LEFT JOIN LATERAL (
+       SELECT l.pid, a.application_name FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' AND l.pid <> pg_backend_pid()
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND (l.relation = c.oid OR l.relation = c.reltoastrelid
+               OR l.relation IN (SELECT x.indexrelid FROM pg_index x WHERE x.indrelid = c.oid))
+        ORDER BY l.granted DESC, l.pid LIMIT 1) h ON true
+ WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
 """
 _INDEX_TABLES = """
 SELECT i.relname, t.relname
@@ -121,7 +134,28 @@ SELECT c.relname || '.' || a.attname, format_type(a.atttypid, a.atttypmod)
 """
 
 
+SIZE_ATTEMPTS = 3
+
+
+def _holder(pid: int | None, application: str | None) -> str | None:
+    return None if pid is None else f"pid {pid} ({application or 'no application_name'})"
+
+
 def read_sizes(rows: Rows) -> Sizes:
-    """Three catalog queries in autocommit (no snapshot kept); only run when versions are pending."""
-    tables = {name: TableSize(count if count >= 0 else None, size) for name, count, size in rows(_SIZE_TABLES, ())}
+    """Three catalog queries in autocommit (no snapshot kept); only run when versions are pending.
+
+    A table locked by another session has an unknown size (see ``_SIZE_TABLES``). A lock taken between that check
+    and the measurement ends the query after the session's ``lock_timeout`` (55P03); it is asked again, and
+    the new lock is then seen."""
+    for attempt in range(SIZE_ATTEMPTS):
+        try:
+            found = rows(_SIZE_TABLES, ())
+            break
+        except LockWaitError:
+            if attempt == SIZE_ATTEMPTS - 1:
+                raise
+    tables = {
+        name: TableSize(count if count >= 0 else None, size, _holder(pid, application))
+        for name, count, size, pid, application in found
+    }
     return Sizes(tables, dict(rows(_INDEX_TABLES, ())), dict(rows(_COLUMN_TYPES, ())))

@@ -32,11 +32,12 @@ from psycopg import errors, pq, sql
 from psycopg.conninfo import make_conninfo
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
+from migrator.core.planner import MIN_SERVER_VERSION_NUM
 from migrator.core.settings import Settings
 from migrator.core.state import State
 from migrator.core.vendor import VendorSchema, VendorVersion
 from migrator.db.catalog import STORED, observe
-from migrator.db.session import session_settings
+from migrator.db.session import Session, settings_for, startup_options
 from migrator.errors import AccessError, DDLError, LockWaitError, MigratorError, UnreachableError, UsageError
 from migrator.logs import retry_fields
 
@@ -45,13 +46,7 @@ log = structlog.get_logger("migrator.db")
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
-# The lock session lives as long as the run: neither a role's or database's timeouts nor an idle network path
-# may end it while the tool does DDL (the lock would vanish with it).
-LOCK_SESSION_SETTINGS = {
-    "idle_session_timeout": "0",
-    "idle_in_transaction_session_timeout": "0",
-    "statement_timeout": "0",
-}
+# The lock session lives as long as the run: an idle network path may not end it either.
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 # temporal-sql-tool's own statements for recording a version (postgresql/admin.go), so a repaired version is
@@ -145,11 +140,12 @@ def _libpq_keywords() -> frozenset[str]:
     return frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
 
 
-def connection_kwargs(settings: Settings, timeout: float = 10) -> dict[str, Any]:
+def connection_kwargs(settings: Settings, timeout: float = 10, session: Session = Session.READ) -> dict[str, Any]:
     """libpq keywords without the password (it is passed separately, never in a string we might log).
 
     --connect-attributes are the tool's DSN parameters: a libpq keyword is passed as one; anything else is a
     server setting (``search_path=temporal``), passed in ``options`` so the whole run sees it as the tool does.
+    A ``READ`` session's settings follow them in ``options`` (later wins): they cost no round trip.
     """
     kwargs: dict[str, Any] = {
         "host": settings.host,
@@ -168,10 +164,15 @@ def connection_kwargs(settings: Settings, timeout: float = 10) -> dict[str, Any]
         if settings.tls_key_file:
             kwargs["sslkey"] = settings.tls_key_file
     keywords = _libpq_keywords()
-    options = [f"-c {key}={_options_value(value)}" for key, value in settings.connect_attributes if key not in keywords]
     kwargs.update((key, value) for key, value in settings.connect_attributes if key in keywords)
-    if options:
-        kwargs["options"] = " ".join(options)
+    options = [kwargs.pop("options", "")]
+    options += [
+        f"-c {key}={_options_value(value)}" for key, value in settings.connect_attributes if key not in keywords
+    ]
+    if session is Session.READ:
+        options.append(startup_options(Session.READ, MIN_SERVER_VERSION_NUM))
+    if " ".join(options).strip():
+        kwargs["options"] = " ".join(option for option in options if option)
     if settings.tls and kwargs.get("sslmode") == "require":
         kwargs.pop("sslrootcert", None)  # no verification asked for: a root store would turn it on
     return kwargs
@@ -310,7 +311,8 @@ class Driver:
         """Connect, retrying what time can fix for at most ``timeout`` (default --connect-timeout) seconds.
 
         ``primary``: the session will change the schema, so a standby (a switchover in progress) counts as
-        "not yet"; the session also turns off the server's session timeouts (see LOCK_SESSION_SETTINGS).
+        "not yet"; the session gets the lock session's settings (`migrator.db.session`). Any other session only
+        reads, and gives up on a table lock it cannot get at once (55P03).
         ``missing_database``: a database that does not exist raises `DatabaseMissingError` at once instead of
         being waited for (``--create-database`` creates it).
         """
@@ -321,7 +323,8 @@ class Driver:
         def attempt() -> Driver:
             left = min(10.0, max(2.0, deadline - time.monotonic()))
             try:
-                conn = psycopg.connect(**connection_kwargs(settings, left), password=password or None, autocommit=True)
+                kwargs = connection_kwargs(settings, left, Session.LOCK if primary else Session.READ)
+                conn = psycopg.connect(**kwargs, password=password or None, autocommit=True)
             except psycopg.OperationalError as error:
                 failure = _classify(settings, password, error, left)
                 if missing_database and isinstance(failure, TransientError) and failure.sqlstate == _MISSING_DATABASE:
@@ -357,12 +360,14 @@ class Driver:
         return self.conn.info.backend_pid
 
     def _prepare_primary_session(self) -> None:
-        """No server timeout may end the lock session; its own DDL waits at most --ddl-lock-timeout for a lock."""
-        ddl = session_settings(self.settings.ddl_lock_timeout, self.server_version)
+        """No server timeout may end the lock session; its own DDL waits at most --ddl-lock-timeout for a lock.
+
+        One round trip: the settings of this server's version and the recovery check in one statement."""
+        chosen = settings_for(Session.LOCK, self.server_version, self.settings.ddl_lock_timeout)
+        calls = [sql.SQL("set_config({}, {}, false)").format(name, str(value)) for name, value in chosen.items()]
+        statement = sql.SQL("SELECT {}").format(sql.SQL(", ").join([sql.SQL("pg_is_in_recovery()"), *calls]))
         with translated("preparing the lock session"):
-            for name, value in {**LOCK_SESSION_SETTINGS, **{key: str(item) for key, item in ddl.items()}}.items():
-                self.conn.execute("SELECT set_config(%s, %s, false)", (name, value))
-            row = self.conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            row = self.conn.execute(statement).fetchone()
         if row and row[0]:
             self.close()
             raise TransientError(

@@ -43,9 +43,10 @@ from migrator.db.interface import Connect, Database
 from migrator.errors import DDLError, LockWaitError
 from migrator.logs import retry_fields
 from migrator.run.createdb import create_database, maintenance, observe_absent
-from migrator.run.inspect import NO_TABLES, observe_and_plan
+from migrator.run.inspect import observe_and_plan, plan_absent
 from migrator.run.lock import HeldLock, advisory_lock
 from migrator.run.watcher import Watcher
+from migrator.source.tree import read_statements
 from migrator.tool.runner import run_tool
 
 log = structlog.get_logger("migrator")
@@ -151,6 +152,7 @@ def _run_plan(session: Database, lock: HeldLock | None, shell: Shell, steps: Seq
 def _verify(driver: Database, vendor: VendorSchema, target: VendorVersion, report: Report) -> State:
     """After a run that did something, the catalog must hold what a clean install at ``target`` holds (not only
     the version row). A run that did nothing only warns: failing it could not help, as there is nothing to redo."""
+    vendor = read_statements(vendor, [item for item in vendor.versions if item.version <= target.version])
     state = driver.observe(vendor, seeds_after=report.from_version)
     planned = plan(state, vendor, target)
     if planned.situation not in (Situation.CURRENT, Situation.AHEAD):
@@ -180,6 +182,7 @@ class Run:
     watcher: Watcher
     report: Report
     observed: bool = False
+    last: tuple[State, Plan] | None = None  # as last observed and planned
 
 
 def _judged(state: State, planned: Plan, report: Report, *, first: bool) -> bool:
@@ -201,6 +204,7 @@ def _attempt(run: Run, shell: Shell, target: VendorVersion) -> None:
     policy = Policy(shell.settings.max_rewrite_size)
     for _ in range(MAX_ROUNDS):
         state, planned = observe_and_plan(run.driver, shell.vendor, target, policy)
+        run.last = state, planned
         first, run.observed = not run.observed, True
         if not _judged(state, planned, run.report, first=first):
             return
@@ -220,7 +224,7 @@ def _open(shell: Shell, target: VendorVersion, connect: Connect, report: Report)
             state = observe_absent(settings, connect)
         if state is None:  # created since we tried: connect again
             continue
-        planned = plan(state, shell.vendor, target, Policy(settings.max_rewrite_size), NO_TABLES)
+        planned = plan_absent(state, shell.vendor, target, Policy(settings.max_rewrite_size))
         _judged(state, planned, report, first=True)
         with connect(maintenance(settings)) as session:
             creation = [step for step in planned.steps if isinstance(step, CreateDatabase)]
@@ -292,7 +296,13 @@ def migrate(
                 retrying(_attempt, run, shell, target)
             except LockWaitError as error:
                 raise _gave_up(error, settings, watcher) from None
-            state = _verify(driver, vendor, target, report)
+            if report.steps:
+                state = _verify(driver, vendor, target, report)
+            else:  # nothing done, nothing to verify: the plan found the store at its target
+                assert run.last is not None, "an attempt that returns has observed"
+                state = run.last[0]
+                for warning in run.last[1].warnings:
+                    log.warning("plan.warning", warning=warning)
     except Exception as error:
         raise RunFailed(error, report) from error
     report.to_version = state.version

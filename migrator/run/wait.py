@@ -12,7 +12,7 @@ from migrator.core.vendor import VendorSchema, VendorVersion
 from migrator.core.versions import parse_version
 from migrator.db.driver import Driver
 from migrator.db.interface import Connect
-from migrator.errors import UnreachableError, WaitTimeoutError
+from migrator.errors import LockWaitError, UnreachableError, WaitTimeoutError
 
 log = structlog.get_logger("migrator")
 
@@ -28,7 +28,7 @@ def wait(
         try:
             with connect(settings, timeout=max(0.0, min(settings.connect_timeout, remaining))) as driver:
                 state: State | None = driver.observe(vendor)
-        except UnreachableError as error:  # not up yet: keep waiting
+        except (UnreachableError, LockWaitError) as error:  # not up yet, or a table lock held: keep waiting
             state, last = None, str(error)
         version = state.version if state else None
         try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -73,7 +75,6 @@ def _read_version(directory: Path) -> VendorVersion:
         manifest_md5=hashlib.md5(raw, usedforsecurity=False).hexdigest(),
         directory=directory,
         files=tuple(str(name) for name in files),
-        statements=_statements(directory, tuple(str(name) for name in files)),
     )
 
 
@@ -90,10 +91,38 @@ def _is_version_dir(path: Path) -> bool:
     return True
 
 
-def load_vendor_schema(schema_dir: Path, store: str, *, with_other: bool = True) -> VendorSchema:
-    """Read and validate every version directory of ``store`` (errors are usage errors: exit 2), and the other
-    store's tree beside it when there is one (see `VendorSchema.foreign_tables`)."""
+def read_vendor_tree(schema_dir: Path, store: str) -> VendorSchema:
+    """Read and validate every version directory of ``store`` (errors are usage errors: exit 2), without their
+    statements (see `read_statements`), and the other store's first version beside it when there is one (see
+    `VendorSchema.foreign_tables`)."""
     root = versioned_dir(schema_dir, store)
+    versions = _versions(root, store)
+    others = [name for name in STORES if name != store and versioned_dir(schema_dir, name).is_dir()]
+    other = None
+    if others:
+        other_root = versioned_dir(schema_dir, others[0])
+        first = _versions(other_root, others[0])[0]
+        other = VendorSchema(others[0], other_root, (_with_statements(first),))
+    return VendorSchema(store=store, versioned_dir=root, versions=versions, other=other)
+
+
+def read_statements(vendor: VendorSchema, versions: Iterable[VendorVersion]) -> VendorSchema:
+    """``vendor`` with the statements of ``versions`` read from their files, split as the tool splits them."""
+    return vendor.with_statements(_with_statements(item) for item in versions if item.read_statements is None)
+
+
+def load_vendor_schema(schema_dir: Path, store: str) -> VendorSchema:
+    """The whole tree of ``store`` with every version's statements (tests and tools; a run reads only what its
+    plan needs: `read_vendor_tree`, then `read_statements`)."""
+    vendor = read_vendor_tree(schema_dir, store)
+    return read_statements(vendor, vendor.versions)
+
+
+def _with_statements(version: VendorVersion) -> VendorVersion:
+    return replace(version, read_statements=_statements(Path(version.directory), version.files))
+
+
+def _versions(root: Path, store: str) -> tuple[VendorVersion, ...]:
     if not root.is_dir():
         raise UsageError(
             f"no vendor schema at {root}; point --schema-dir at the tree holding postgresql/v12/{store}/versioned "
@@ -105,6 +134,4 @@ def load_vendor_schema(schema_dir: Path, store: str, *, with_other: bool = True)
     )
     if not versions:
         raise UsageError(f"{root} holds no vX.Y version directories; check --schema-dir")
-    others = [name for name in STORES if name != store and versioned_dir(schema_dir, name).is_dir()]
-    other = load_vendor_schema(schema_dir, others[0], with_other=False) if with_other and others else None
-    return VendorSchema(store=store, versioned_dir=root, versions=tuple(versions), other=other)
+    return tuple(versions)

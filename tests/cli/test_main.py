@@ -6,15 +6,19 @@ import json
 import os
 import signal
 import stat
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from migrator import errors, logs
 from migrator.cli import main as cli
+from migrator.core.settings import Settings
 from migrator.errors import ExitStatus
 from migrator.run.migrate import Report, RunFailed
+from migrator.tool.runner import tool_argv
 
 SECRET = "s3cret-Pa55word"
 
@@ -27,6 +31,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, mini_schema_dir: Path, tmp_path: 
     monkeypatch.setenv("SQL_USER", "temporal")
     monkeypatch.setenv("SQL_PASSWORD", SECRET)
     monkeypatch.setenv("MIGRATOR_SCHEMA_DIR", str(mini_schema_dir))
+    (tmp_path / "termination-log").touch()  # Kubernetes makes the file; the migrator only writes into it
     monkeypatch.setenv("MIGRATOR_TERMINATION_LOG", str(tmp_path / "termination-log"))
     monkeypatch.setenv("MIGRATOR_CONNECT_TIMEOUT", "0")
 
@@ -60,6 +65,24 @@ def failure(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
         (["describe"], {}, "invalid choice"),
         (["status", "--no-such-flag"], {}, "unrecognized arguments"),
         (["migrate", "--tool", "/nonexistent/temporal-sql-tool"], {}, "was not found"),
+        (["migrate", "--ddl-lock-timeout", "inf"], {}, "not a number of seconds"),
+        (["migrate", "--ddl-lock-timeout", "nan"], {}, "not a number of seconds"),
+        (["migrate", "--ddl-lock-timeout", "-1"], {}, "not a number of seconds"),
+        # PostgreSQL's lock_timeout is at most INT_MAX (2147483647) milliseconds: 2147483.647 seconds
+        (["migrate", "--ddl-lock-timeout", "1e7"], {}, "the most it can be"),
+        (["migrate", "--ddl-lock-timeout", "2147484"], {}, "the most it can be"),
+        (["status", "--lock-timeout", "inf"], {}, "not a number of seconds"),
+        (["status"], {"MIGRATOR_WAIT_TIMEOUT": "Infinity"}, "not a number of seconds"),
+        (["status", "--tool-timeout", "1e300"], {}, "the most it can be"),
+        (["status", "--progress-interval", "inf"], {}, "not a number of seconds"),
+        (["status", "--ca", "host=elsewhere"], {}, "--endpoint/SQL_HOST"),
+        (["status", "--ca", "port=6432"], {}, "--port/SQL_PORT"),
+        (["status", "--ca", "user=postgres"], {}, "--user/SQL_USER"),
+        (["status", "--ca", "dbname=other"], {}, "--database/SQL_DATABASE"),
+        (["status", "--ca", "sslmode=disable"], {}, "--tls"),
+        (["status", "--ca", "search_path=t&application_name=x"], {}, "names its own"),
+        (["status", "--ca", "Application_Name=x"], {}, "names its own"),
+        (["status", "--ca", f"password={SECRET}"], {}, "SQL_PASSWORD"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -199,3 +222,47 @@ def test_overlapping_secrets_are_redacted_whole() -> None:
     assert logs.redact("x abcdef y abc") == "x *** y ***"
     logs.forget_secrets()
     assert logs.redact("abcdef") == "abcdef"
+
+
+@pytest.mark.parametrize("attributes", ["password=Attr-Secret-77", "search_path=t&&password=Attr-Secret-77&&"])
+def test_a_password_in_connect_attributes_is_refused_and_never_printed(
+    attributes: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert cli.main(["migrate", "--ca", attributes]) == ExitStatus.USAGE
+    captured = capsys.readouterr()
+    assert "Attr-Secret-77" not in captured.err + captured.out
+    assert "Attr-Secret-77" not in (tmp_path / "termination-log").read_text()
+    assert json.loads(captured.err)["exit_code"] == int(ExitStatus.USAGE)
+
+
+def test_a_key_passphrase_in_connect_attributes_is_redacted_from_the_tools_argv(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def started(settings: Settings) -> dict[str, Any]:
+        structlog.get_logger("test").info("tool.started", argv=tool_argv(settings, "sql", ["update-schema"]))
+        return {}
+
+    monkeypatch.setattr(cli, "run_command", started)
+    assert cli.main(["status", "--ca", "sslpassword=Key+Pass%26phrase-42&search_path=t"]) == ExitStatus.OK
+    captured = capsys.readouterr()
+    assert "tool.started" in captured.err
+    assert "Pass&phrase" not in captured.err
+    assert "Pass%26phrase" not in captured.err
+
+
+def test_the_termination_message_is_never_written_to_a_file_that_does_not_exist(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "dev" / "termination-log"
+    missing.parent.mkdir()
+    monkeypatch.setenv("MIGRATOR_TERMINATION_LOG", str(missing))
+    assert cli.main(["status", "--pl", "mysql8"]) == ExitStatus.USAGE
+    capsys.readouterr()
+    assert list(missing.parent.iterdir()) == []
+
+
+def test_version_is_printed_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"temporal-migrator {version('temporal-migrator')}\n"

@@ -243,11 +243,17 @@ def test_preflight_is_silent_when_nothing_is_to_be_done(mini_vendor: VendorSchem
     assert access_problem(state, plan(state, mini_vendor, mini_vendor.newest)) is None
 
 
-def test_preflight_refuses_old_servers(mini_vendor: VendorSchema) -> None:
-    state = at(None, access=Access(server_version_num=110000))
+@pytest.mark.parametrize("server_version_num", [110022, 120022])
+def test_preflight_refuses_servers_before_13(mini_vendor: VendorSchema, server_version_num: int) -> None:
+    state = at(None, access=Access(server_version_num=server_version_num))
     problem = access_problem(state, plan(state, mini_vendor, mini_vendor.newest))
     assert problem is not None
-    assert "older than 12" in problem
+    assert "older than 13" in problem
+
+
+def test_preflight_accepts_13(mini_vendor: VendorSchema) -> None:
+    state = at(None, access=Access(server_version_num=130023))
+    assert access_problem(state, plan(state, mini_vendor, mini_vendor.newest)) is None
 
 
 def test_preflight_checks_database_create_for_a_missing_extension(tree_writer: Callable[[TreeSpec], Path]) -> None:

@@ -132,24 +132,14 @@ def test_sslmode_follows_the_tool_and_tls_without_a_ca_file_uses_the_system_stor
 
 
 def test_connect_attributes_become_libpq_keywords_or_server_settings() -> None:
-    kwargs = driver.connection_kwargs(settings(connect_attributes="search_path=my schema&application_name=x"))
-    assert kwargs["application_name"] == "x"
-    assert kwargs["options"] == "-c search_path=my\\ schema"
+    kwargs = driver.connection_kwargs(settings(connect_attributes="search_path=my schema&target_session_attrs=any"))
+    assert kwargs["target_session_attrs"] == "any"
+    assert kwargs["options"].startswith("-c search_path=my\\ schema ")
 
 
 @pytest.mark.parametrize("host", ["::1", "[::1]"])
 def test_ipv6_hosts_reach_libpq_without_brackets(host: str) -> None:
     assert driver.connection_kwargs(settings(host=host))["host"] == "::1"
-
-
-def test_the_lock_session_turns_off_every_server_timeout_and_keeps_alive() -> None:
-    assert set(driver.LOCK_SESSION_SETTINGS) == {
-        "idle_session_timeout",
-        "idle_in_transaction_session_timeout",
-        "statement_timeout",
-    }
-    assert set(driver.LOCK_SESSION_SETTINGS.values()) == {"0"}
-    assert driver.connection_kwargs(settings())["keepalives"] == 1
 
 
 @pytest.mark.parametrize(

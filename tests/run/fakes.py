@@ -166,7 +166,7 @@ class FakeSession:
         """The catalog's sizes, the watcher's questions about sessions, and the cancel of our statements."""
         self.server.happen("query", doing)
         if query == catalog._SIZE_TABLES:
-            return [(name, size.rows, size.bytes) for name, size in self.server.sizes.items()]
+            return [(name, size.rows, size.bytes, None, None) for name, size in self.server.sizes.items()]
         if query in (catalog._INDEX_TABLES, catalog._COLUMN_TYPES, activity._BLOCKERS):
             return []
         if query == activity._RUNNING:

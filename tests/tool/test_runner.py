@@ -126,9 +126,9 @@ def test_password_reaches_the_tool_only_through_a_private_password_file(
 
 
 def test_ipv6_host_and_connect_attributes_are_given_as_the_tool_takes_them() -> None:
-    argv = tool_argv(settings(host="[::1]", connect_attributes="search_path=t&application_name=a b"), "sql", [])
+    argv = tool_argv(settings(host="[::1]", connect_attributes="search_path=t&TimeZone=a b"), "sql", [])
     assert argv[argv.index("--ep") + 1] == "[::1]"
-    assert argv[argv.index("--connect-attributes") + 1] == "search_path=t&application_name=a+b"
+    assert argv[argv.index("--connect-attributes") + 1] == "search_path=t&TimeZone=a+b"
     assert tool_argv(settings(host="::1"), "sql", [])[2] == "[::1]"
 
 
