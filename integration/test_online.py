@@ -34,7 +34,7 @@ from devtools.ci import unavailable
 from devtools.data import columns_of, fill, snapshot
 from devtools.databases import AppDb, MakeDb
 from devtools.pins import Store, default_schema_dir, default_tool_path
-from integration.support.processes import RunMigrator, StartMigrator, bring_to, events_named, log_events
+from integration.support.processes import EventStream, RunMigrator, StartMigrator, bring_to, events_named, log_events
 from migrator.core.statements import Kind
 from migrator.core.versions import parse_version
 from migrator.db.session import TOOL_APPLICATION_NAME
@@ -209,13 +209,15 @@ def blocker(db: AppDb, kind: str) -> Iterator[int]:
         conn.close()
 
 
-def tool_sessions(db: AppDb, application: str = TOOL_APPLICATION_NAME) -> list[tuple[int, str, str | None]]:
-    """The tool's (or our own) sessions still doing something on the server (pid, state, wait event type)."""
-    with db.server.admin_connect(db.name) as conn:
+def tool_sessions(db: AppDb, application: str = f"{TOOL_APPLICATION_NAME}/%") -> list[tuple[int, str, str | None]]:
+    """Any run's tool sessions (or the sessions named ``application``, a LIKE pattern) still doing something on
+    the server: (pid, state, wait event type). Read from the maintenance database, so it never takes a slot of
+    the test database's connection limit."""
+    with db.server.admin_connect() as conn:
         rows = conn.execute(
             "SELECT pid, state, wait_event_type FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name = %s AND state <> 'idle'",
-            (application,),
+            " WHERE datname = %s AND application_name LIKE %s AND state <> 'idle'",
+            (db.name, application),
         ).fetchall()
     return [(pid, state, wait) for pid, state, wait in rows]
 
@@ -237,7 +239,7 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-# The DDL waits 2 s per attempt: longer than the watcher's 1 s poll, so each attempt's blocker is seen.
+# The DDL waits 2 s per attempt: longer than the watcher's 0.5 s poll, so each attempt's blocker is seen.
 @pytest.mark.parametrize("kind", ["lock", "snapshot"])
 def test_blocked_ddl_is_retried_and_converges_to_a_clean_install(
     make_db: MakeDb, start_migrator: StartMigrator, temporal_tool: Path, schema_dir: Path, kind: str
@@ -288,6 +290,48 @@ def test_a_blocker_outlasting_the_retry_time_is_named_in_exit_7(
     assert f"pg_terminate_backend(pid) for pid {pid}" in error
     assert events_named(proc.stderr, "ddl.retrying")
     assert db.version_rows() == before
+
+
+def release_store(make_db: MakeDb, tool: Path, schema: Path) -> AppDb:
+    """A visibility store of ``tool``'s release one version below its newest (whose DDL locks the table)."""
+    db = make_db()
+    bring_to(tool, db, schema, "visibility", previous_version(schema, "visibility"))
+    with db.connect() as conn:
+        fill(conn, "executions_visibility", 100)
+    return db
+
+
+# lib/pq prints "(55P03)" from v1.12 on, not in v1.10.9 (v1.29.1's); pgx v5.7.2 (v1.29.1's) ignores PGOPTIONS.
+@pytest.mark.parametrize("plugin", ["postgres12", "postgres12_pgx"])
+@pytest.mark.parametrize("tool_release", [FIRST_RELEASE, "pinned"])
+def test_a_tool_statement_that_gave_up_on_its_lock_is_retried_with_either_release_and_driver(
+    make_db: MakeDb,
+    start_migrator: StartMigrator,
+    temporal_tool: Path,
+    schema_dir: Path,
+    tool_release: str,
+    plugin: str,
+) -> None:
+    tool, schema = (temporal_tool, schema_dir) if tool_release == "pinned" else release(tool_release)
+    db = release_store(make_db, tool, schema)
+    env = db.env(
+        MIGRATOR_SCHEMA="visibility", SQL_PLUGIN=plugin, TEMPORAL_SQL_TOOL=str(tool), MIGRATOR_SCHEMA_DIR=str(schema)
+    )
+    with blocker(db, "lock") as pid:
+        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "2", "--ddl-retry-timeout", "120", env=env)
+        stream = EventStream(proc)
+        retry = stream.wait_for("ddl.retrying", timeout=120)  # the tool's statement gave up on its lock: retried
+    proc.wait(timeout=180)
+    stderr = stream.rest()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "exit code 1" in retry["cause"], retry
+    blocked = events_named(stderr, "ddl.blocked")
+    assert pid in {b["pid"] for event in blocked for b in event["blockers"]}, blocked
+    assert {event["version"] for event in blocked} == {newest(schema, "visibility")}
+    assert pid in {b["pid"] for b in retry["blockers"]}, retry
+    clean = make_db()
+    bring_to(tool, clean, schema, "visibility", None)
+    assert db.schema_dump() == clean.schema_dump()
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])

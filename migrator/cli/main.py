@@ -51,8 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (Kubernetes) and SIGINT (Ctrl-C) end the run the same way: cleanup runs, one run.failed line."""
+    """SIGTERM (Kubernetes) and SIGINT (Ctrl-C) end the run the same way: cleanup runs, one run.failed line.
+
+    Once: further signals are ignored from here on, so a second one cannot cut the cleanup short (stopping the
+    tool, cancelling our statements, releasing the lock); SIGKILL remains for a cleanup that hangs."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     name = signal.Signals(signum).name
     raise Terminated(f"terminated by {name}; the tool (if running) was stopped first", signum)
 
@@ -96,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings: Settings | None = None
     traceback = False
     completed: list[dict[str, Any]] = []
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     try:
         namespace = build_parser().parse_args(argv)
         traceback = namespace.traceback

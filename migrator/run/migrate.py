@@ -33,6 +33,7 @@ from migrator.errors import (
 from migrator.logs import retry_fields
 from migrator.run.inspect import impact_of, observe_and_plan
 from migrator.run.lock import HeldLock, advisory_lock
+from migrator.run.stopper import Stopper
 from migrator.run.watcher import Watcher
 from migrator.tool.runner import run_tool
 
@@ -66,16 +67,28 @@ class RunFailed(Exception):
         self.report = report
 
 
+def _run_tool(driver: Driver, settings: Settings, tool: str, command: list[str], stopper: Stopper) -> float:
+    """The tool, tagged for this run and watched by the stopper (a lost lock stops it)."""
+    return run_tool(
+        settings,
+        tool,
+        command,
+        server_version=driver.server_version,
+        application_name=stopper.application_name,
+        watch=stopper,
+    )
+
+
 def _execute(
-    driver: Driver, settings: Settings, *, tool: str, vendor: VendorSchema, step: Step, report: Report
+    driver: Driver, settings: Settings, *, tool: str, vendor: VendorSchema, step: Step, report: Report, stopper: Stopper
 ) -> None:
     """Carry out one step, exactly as `plan` describes it."""
     if step.action is Action.SETUP:
         command = ["setup-schema", "-v", step.version]
-        report.tool_seconds += run_tool(settings, tool, command, server_version=driver.server_version)
+        report.tool_seconds += _run_tool(driver, settings, tool, command, stopper)
     elif step.action is Action.UPDATE:
         command = ["update-schema", "-d", str(vendor.versioned_dir), "-v", step.version]
-        report.tool_seconds += run_tool(settings, tool, command, server_version=driver.server_version)
+        report.tool_seconds += _run_tool(driver, settings, tool, command, stopper)
     elif step.action is Action.DROP_INVALID_INDEX:
         driver.drop_index(step.name)
     elif step.action in (Action.SKIP_STATEMENT, Action.RUN_STATEMENT):
@@ -107,10 +120,11 @@ def _run_plan(
     vendor: VendorSchema,
     steps: tuple[Step, ...],
     report: Report,
+    stopper: Stopper,
 ) -> None:
     for step in steps:
         lock.ensure_held(f"step {step.action.value} {step.version}")
-        _execute(driver, settings, tool=tool, vendor=vendor, step=step, report=report)
+        _execute(driver, settings, tool=tool, vendor=vendor, step=step, report=report, stopper=stopper)
         report.steps.append(step.to_dict())
         log.info("step.done", **step.to_dict())
         if step.action in (Action.SETUP, Action.UPDATE):  # a tool run is long: was the lock held throughout?
@@ -148,6 +162,7 @@ class Run:
     lock: HeldLock
     watcher: Watcher
     report: Report
+    stopper: Stopper
     observed: bool = False
     guarded: bool = False
 
@@ -171,9 +186,17 @@ def _attempt(run: Run, settings: Settings, tool: str, vendor: VendorSchema, targ
         if not run.guarded:
             run.guarded = True
             _guard(run.driver, settings, planned)
+        run.stopper.start()
         run.watcher.start(planned.pending)
         _run_plan(
-            run.driver, run.lock, settings=settings, tool=tool, vendor=vendor, steps=planned.steps, report=run.report
+            run.driver,
+            run.lock,
+            settings=settings,
+            tool=tool,
+            vendor=vendor,
+            steps=planned.steps,
+            report=run.report,
+            stopper=run.stopper,
         )
     raise DDLError("the run did not converge; see the plan.made events")
 
@@ -226,9 +249,10 @@ def migrate(settings: Settings, tool: str, vendor: VendorSchema, target: VendorV
         with (
             Driver.open(settings, primary=True) as driver,
             advisory_lock(driver, settings.database, settings.lock_timeout) as lock,
+            Stopper(settings, driver, lock) as stopper,
             Watcher(settings, driver.backend_pid) as watcher,
         ):
-            run = Run(driver, lock, watcher, report)
+            run = Run(driver, lock, watcher, report, stopper)
             retrying = Retrying(
                 retry=retry_if_exception_type(LockWaitError),
                 wait=wait_random_exponential(multiplier=RETRY_FIRST_PAUSE, max=RETRY_MAX_PAUSE),
