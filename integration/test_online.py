@@ -19,8 +19,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +39,8 @@ from devtools.pins import Store, default_schema_dir, default_tool_path
 from integration.support.processes import EventStream, RunMigrator, StartMigrator, bring_to, events_named, log_events
 from migrator.core.statements import Kind
 from migrator.core.versions import parse_version
-from migrator.db.session import TOOL_APPLICATION_NAME
+from migrator.db.activity import cancel_statements
+from migrator.db.session import TOOL_APPLICATION_NAME, tool_application_name
 from migrator.source.tree import load_vendor_schema
 
 # Releases the data tests start from; the pinned release comes last.
@@ -354,6 +357,94 @@ def test_a_stopped_migrator_leaves_nothing_queued(
     assert db.version_rows() == before
     with db.connect() as conn:
         assert columns_of(conn, "executions_visibility") == columns, "the queued ALTER was applied after the stop"
+
+
+def terminate(db: AppDb, application: str) -> int:
+    """End ``db``'s sessions named ``application`` (a proxy, a connection limit, an operator); how many."""
+    with db.server.admin_connect() as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            (db.name, application),
+        ).fetchall()
+    return sum(1 for (done,) in rows if done)
+
+
+def test_a_stop_cancels_the_tools_queued_statement_without_the_watcher_or_the_stoppers_own_connection(
+    make_db: MakeDb, start_migrator: StartMigrator, temporal_tool: Path, schema_dir: Path
+) -> None:
+    """The stop path depends on no courtesy connection: with the progress watcher's and the stopper's own sessions
+    gone, SIGTERM still cancels the tool's queued ALTER in the server (from the lock session)."""
+    db = blocked_store(make_db, temporal_tool, schema_dir, rows=100)
+    before = db.version_rows()
+    with blocker(db, "lock"):
+        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", env=db.env(MIGRATOR_SCHEMA="visibility"))
+        stream = EventStream(proc)
+        wait_until(lambda: any(wait == "Lock" for _, _, wait in tool_sessions(db)), 60, "the tool's ALTER to queue")
+        queued = {pid for pid, _, wait in tool_sessions(db) if wait == "Lock"}
+        assert terminate(db, "temporal-migrator-watch") + terminate(db, "temporal-migrator-stop") == 2
+        stream.wait_for("ddl.watch_failed", timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 143
+        remaining = tool_sessions(db)
+    rest = stream.rest()
+    cancelled = events_named(rest, "ddl.cancelled")
+    assert len(cancelled) == 1, rest[-3000:]
+    assert queued <= set(cancelled[0]["pids"])
+    assert cancelled[0]["connection"] in ("lock session", "new")
+    assert remaining == []  # cancelled before the migrator exited, not left for the server's own checks
+    assert db.version_rows() == before
+
+
+def test_a_run_cancels_its_own_tool_sessions_only(make_db: MakeDb) -> None:
+    """Another run's tool sessions (another lock session's tag) and a user's session that took the name the tool
+    once shared by every run are left alone; the run's own are cancelled."""
+    db = make_db()
+    with db.connect() as lock_session:
+        own_pid = lock_session.info.backend_pid
+        names = {
+            "own": tool_application_name(own_pid),
+            "other run": tool_application_name(own_pid + 100_000),  # beyond any live pid: no run has it
+            "user": TOOL_APPLICATION_NAME,
+        }
+        sleepers = {who: Sleeper(db, name) for who, name in names.items()}
+        try:
+            wait_until(lambda: all(s.active() for s in sleepers.values()), 30, "the sleeping statements to run")
+            with db.connect() as stopper:
+                rows = lambda query, params: stopper.execute(query, params).fetchall()  # noqa: E731
+                assert cancel_statements(rows, own_pid) == [sleepers["own"].pid]
+            assert [who for who, sleeper in sleepers.items() if sleeper.active()] == ["other run", "user"]
+        finally:
+            for sleeper in sleepers.values():
+                sleeper.stop()
+
+
+class Sleeper:
+    """A session named ``application`` running a long statement on a thread, as a tool's DDL would."""
+
+    def __init__(self, db: AppDb, application: str) -> None:
+        self.db = db
+        self.conn = psycopg.connect(
+            host=db.server.host, port=db.server.port, user=db.user, password=db.password, dbname=db.name,
+            application_name=application, autocommit=True,
+        )  # fmt: skip
+        self.pid = self.conn.info.backend_pid
+        self.thread = threading.Thread(target=self._sleep, daemon=True)
+        self.thread.start()
+
+    def _sleep(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.conn.execute("SELECT pg_sleep(60)")
+
+    def active(self) -> bool:
+        with self.db.server.admin_connect() as conn:
+            row = conn.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (self.pid,)).fetchone()
+        return row == ("active",)
+
+    def stop(self) -> None:
+        with self.db.server.admin_connect() as conn:
+            conn.execute("SELECT pg_cancel_backend(%s)", (self.pid,))
+        self.thread.join(10)
+        self.conn.close()
 
 
 def test_max_rewrite_size_refuses_before_any_ddl(
