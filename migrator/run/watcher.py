@@ -33,7 +33,8 @@ from migrator.errors import MigratorError, Terminated
 from migrator.tool.runner import start_shielded
 
 log = structlog.get_logger("migrator.run.watcher")
-POLL_SECONDS = 0.5  # at most; a shorter --progress-interval polls as often as it asks
+POLL_SECONDS = 0.5  # at most; a shorter --progress-interval, or half a shorter --ddl-lock-timeout, polls faster
+MIN_POLL_SECONDS = 0.05
 
 
 WATCHER_APPLICATION_NAME = "temporal-migrator-watch"
@@ -50,6 +51,8 @@ class Watcher:
         self.settings = settings
         self.own_pid = own_pid
         self.interval = settings.progress_interval
+        waits = settings.ddl_lock_timeout / 2 if settings.ddl_lock_timeout else POLL_SECONDS  # a wait is seen
+        self.poll_seconds = max(MIN_POLL_SECONDS, min(POLL_SECONDS, self.interval, waits))
         self.in_place = settings.log_format == "console" and sys.stderr.isatty()
         self.last_blockers: tuple[Blocker, ...] = ()
         self._statements: list[tuple[str, str, int]] = []
@@ -113,7 +116,7 @@ class Watcher:
         return None, None
 
     def _loop(self) -> None:
-        while not self._stop.wait(min(POLL_SECONDS, self.interval)):
+        while not self._stop.wait(self.poll_seconds):
             try:
                 with self._lock:
                     if self._driver is None or self._stop.is_set():
