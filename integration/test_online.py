@@ -395,6 +395,42 @@ def test_a_stop_cancels_the_tools_queued_statement_without_the_watcher_or_the_st
     assert db.version_rows() == before
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie not yet reaped has stopped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_second_sigterm_during_cleanup_does_not_cut_it_short(
+    make_db: MakeDb, start_migrator: StartMigrator, temporal_tool: Path, schema_dir: Path
+) -> None:
+    """Kubernetes or an impatient user repeats the signal: the cleanup still stops the tool, cancels its queued
+    ALTER and releases the lock, and the run ends with one run.failed line."""
+    db = blocked_store(make_db, temporal_tool, schema_dir, rows=100)
+    before = db.version_rows()
+    with blocker(db, "lock"):
+        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", env=db.env(MIGRATOR_SCHEMA="visibility"))
+        stream = EventStream(proc)
+        tool = stream.wait_for("tool.started")
+        wait_until(lambda: any(wait == "Lock" for _, _, wait in tool_sessions(db)), 60, "the tool's ALTER to queue")
+        queued = {pid for pid, _, wait in tool_sessions(db) if wait == "Lock"}
+        proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: not running(tool["pid"]), 30, "the cleanup to stop the tool")
+        proc.send_signal(signal.SIGTERM)  # while the cleanup cancels the queued ALTER and releases the lock
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 143
+        remaining = tool_sessions(db)
+    rest = stream.rest()
+    assert "Traceback" not in rest
+    assert [event["exit_code"] for event in events_named(rest, "run.failed")] == [143]
+    assert queued <= set(events_named(rest, "ddl.cancelled")[0]["pids"])
+    assert events_named(rest, "lock.released")
+    assert remaining == []
+    assert db.version_rows() == before
+
+
 def test_a_run_cancels_its_own_tool_sessions_only(make_db: MakeDb) -> None:
     """Another run's tool sessions (another lock session's tag) and a user's session that took the name the tool
     once shared by every run are left alone; the run's own are cancelled."""
