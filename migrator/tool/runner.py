@@ -38,6 +38,7 @@ from migrator.errors import DDLError, LockWaitError, UsageError
 log = structlog.get_logger("migrator.tool.runner")
 GRACE_SECONDS = 10.0
 WATCH_SECONDS = 0.25  # how often a running tool's watch is asked: a lost lock stops the tool well within 2 s
+MIN_WATCH_SECONDS = 0.02
 # util-linux's setpriv sets the parent-death signal and execs the tool: no Python runs between fork and exec.
 SETPRIV = "setpriv"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -287,18 +288,22 @@ def run_tool(
 
 
 def _wait(settings: Settings, process: subprocess.Popen[str], watch: ToolWatch | None) -> int:
-    """The tool's exit code, asking ``watch`` every WATCH_SECONDS; raises TimeoutExpired after --tool-timeout."""
+    """The tool's exit code; ``watch`` is asked at once (what it saw of an earlier run no longer counts) and then
+    every WATCH_SECONDS (or half of a shorter --ddl-lock-timeout); raises TimeoutExpired after --tool-timeout."""
     deadline = time.monotonic() + settings.tool_timeout if settings.tool_timeout else None
+    every = WATCH_SECONDS
+    if settings.ddl_lock_timeout:
+        every = max(MIN_WATCH_SECONDS, min(WATCH_SECONDS, settings.ddl_lock_timeout / 2))
     while True:
+        if watch is not None:
+            watch.poll()
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        step = left if watch is None else WATCH_SECONDS if left is None else min(WATCH_SECONDS, left)
+        step = left if watch is None else every if left is None else min(every, left)
         try:
             return process.wait(step)
         except subprocess.TimeoutExpired:
             if deadline is not None and time.monotonic() >= deadline:
                 raise
-        if watch is not None:
-            watch.poll()
 
 
 def _run(

@@ -291,7 +291,7 @@ def test_a_lost_lock_stops_the_running_tool_within_two_seconds(
     stub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STUB_MODE", "hang")
-    watch = FakeWatch(lost_after=2)
+    watch = FakeWatch(lost_after=2)  # the first look is at the start
     started = time.monotonic()
     with capture_logs() as events, pytest.raises(LockLostError):
         run_tool(
