@@ -254,9 +254,11 @@ def test_blocked_ddl_is_retried_and_converges_to_a_clean_install(
         before = snapshot(conn, "executions_visibility", columns)
     with blocker(db, kind) as pid:
         proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "2", "--ddl-retry-timeout", "120", env=env)
-        time.sleep(6)
+        stream = EventStream(proc)
+        stream.wait_for("ddl.retrying", timeout=120)  # a statement gave up on its lock while the blocker held
         assert proc.poll() is None, "migrate finished while the blocker held"
-    _, stderr = proc.communicate(timeout=180)
+    proc.wait(timeout=180)
+    stderr = stream.rest()
     assert proc.returncode == 0, stderr[-3000:]
     blocked = events_named(stderr, "ddl.blocked")
     # our blocker, named; an autovacuum worker analysing the freshly filled table may show up beside it
@@ -274,7 +276,7 @@ def test_blocked_ddl_is_retried_and_converges_to_a_clean_install(
         assert snapshot(conn, "executions_visibility", columns) == before
 
 
-@pytest.mark.parametrize("plugin", ["postgres12", "postgres12_pgx"])  # lib/pq and pgx both read PGOPTIONS
+@pytest.mark.parametrize("plugin", ["postgres12", "postgres12_pgx"])  # lib/pq and pgx both send startup parameters
 def test_a_blocker_outlasting_the_retry_time_is_named_in_exit_7(
     make_db: MakeDb, run_migrator: RunMigrator, temporal_tool: Path, schema_dir: Path, plugin: str
 ) -> None:
@@ -420,7 +422,9 @@ def test_a_second_sigterm_during_cleanup_does_not_cut_it_short(
         wait_until(lambda: not running(tool["pid"]), 30, "the cleanup to stop the tool")
         proc.send_signal(signal.SIGTERM)  # while the cleanup cancels the queued ALTER and releases the lock
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 143
+        # 143; or, on a loaded machine where the cleanup was over before the repeat came, killed by it (-15,
+        # which Kubernetes reports as 143 too) after everything below was done
+        assert proc.wait(30) in (143, -signal.SIGTERM)
         remaining = tool_sessions(db)
     rest = stream.rest()
     assert "Traceback" not in rest

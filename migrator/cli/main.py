@@ -104,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings: Settings | None = None
     traceback = False
     completed: list[dict[str, Any]] = []
+    summary: dict[str, Any] | None = None
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     try:
         namespace = build_parser().parse_args(argv)
@@ -135,10 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.exception("run.crashed", exit_code=int(status))
     finally:
         structlog.contextvars.clear_contextvars()
+        if settings is not None and summary is not None:  # before a repeated signal may end the process
+            _write_termination_log(settings.termination_log, summary)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if settings is not None:
-        _write_termination_log(settings.termination_log, summary)
     return int(status)
 
 
