@@ -11,9 +11,11 @@
   current_executions): rows survive.
 - A session holding a conflicting lock or an old snapshot: the migrator logs `ddl.blocked` naming it, gives up
   on the lock, repairs and retries, and converges to a clean install's schema once the blocker ends; when the
-  blocker outlasts `--ddl-retry-timeout` it exits 7 naming it (with either of the tool's drivers); stopped by
-  SIGTERM or SIGKILL while the tool's statement waits, or by SIGTERM while its own repair statement waits, it
-  leaves no statement queued on the server.
+  blocker outlasts `--ddl-retry-timeout` it exits 7 naming it (with either of the tool's drivers); with the tools
+  of v1.29.1 (lib/pq 1.10 prints no SQLSTATE, pgx 5.7 ignores PGOPTIONS) and of the pinned release, on both
+  plugins, a statement that gave up on its lock is retried. Stopped by SIGTERM (repeated or not) or SIGKILL while
+  the tool's statement waits, it leaves no statement queued on the server, also with the progress watcher's and
+  the stopper's own sessions gone; a run cancels its own tool sessions only.
 - `--max-rewrite-size` refuses (exit 6) before any DDL.
 """
 

@@ -32,10 +32,10 @@ SELECT pid, usename, application_name, backend_type, state,
        extract(epoch FROM clock_timestamp() - xact_start)::float8, query_start
   FROM pg_stat_activity WHERE pid = ANY(%s) AND pid <> pg_backend_pid() ORDER BY pid
 """
-_LOCK_WAITS = """
-SELECT a.pid, pg_blocking_pids(a.pid) FROM pg_stat_activity a
+_TOOL_STATEMENTS = """
+SELECT a.pid, a.wait_event_type IS NOT DISTINCT FROM 'Lock', pg_blocking_pids(a.pid) FROM pg_stat_activity a
  WHERE a.datname = current_database() AND a.state = 'active' AND a.backend_type = 'client backend'
-   AND a.application_name = %s AND a.wait_event_type = 'Lock'
+   AND a.application_name = %s
 """
 _CANCEL = """
 SELECT pid, pg_cancel_backend(pid) FROM pg_stat_activity
@@ -96,10 +96,14 @@ def running(rows: Rows, own_pid: int) -> list[Running]:
     ]
 
 
-def lock_waits(rows: Rows, own_pid: int) -> dict[int, tuple[int, ...]]:
-    """The run's tool sessions waiting for a heavyweight lock (``wait_event_type = 'Lock'``), with their blockers:
-    the server's own evidence that a statement may give up on ``lock_timeout``, whatever the tool prints."""
-    return {pid: tuple(blocked or ()) for pid, blocked in rows(_LOCK_WAITS, (tool_application_name(own_pid),))}
+def tool_statements(rows: Rows, own_pid: int) -> dict[int, tuple[int, ...] | None]:
+    """The run's tool sessions running a statement now: the blockers of one waiting for a heavyweight lock
+    (``wait_event_type = 'Lock'``), None for one that is not: the server's own evidence that a statement that
+    failed while waiting gave up on ``lock_timeout``, whatever the tool prints."""
+    return {
+        pid: tuple(blocked or ()) if waiting else None
+        for pid, waiting, blocked in rows(_TOOL_STATEMENTS, (tool_application_name(own_pid),))
+    }
 
 
 def blockers(rows: Rows, pids: tuple[int, ...]) -> list[Blocker]:

@@ -4,7 +4,8 @@
   session, which is idle then). If that session no longer holds the advisory lock, it raises `LockLostError` and
   the runner SIGTERMs the tool at once: a second migrator may take the lock from then on. It also notes which of
   the run's tool sessions wait for a heavyweight lock, the server's evidence that a statement that then failed
-  gave up on ``lock_timeout`` (`saw_lock_wait`), whatever the tool's driver printed.
+  gave up on ``lock_timeout`` (`saw_lock_wait`: the last time a session was seen running, it was waiting),
+  whatever the tool's driver printed.
 - Leaving the context with an exception cancels every statement of this run still on the server (the run's
   tool sessions, tagged `tool_application_name` of the lock session's pid, and the lock session), so nothing of
   ours stays queued in front of Temporal's queries. It cancels from its own connection, opened before the first
@@ -22,7 +23,7 @@ import structlog
 from psycopg import sql
 
 from migrator.core.settings import Settings
-from migrator.db.activity import cancel_statements, lock_waits
+from migrator.db.activity import cancel_statements, tool_statements
 from migrator.db.catalog import Rows
 from migrator.db.driver import Driver
 from migrator.db.session import tool_application_name
@@ -79,6 +80,10 @@ class Stopper:
         except MigratorError as error:
             log.warning("stop.connection_unavailable", error=str(error), fallback="the lock session")
 
+    def begin(self) -> None:
+        """A tool run starts: what earlier runs' sessions did no longer counts."""
+        self.waits = {}
+
     def poll(self) -> None:
         """Between looks at the running tool: stop it if the lock is lost; note the tool's lock waits."""
         if not self.driver.holds_lock(self.lock.key):
@@ -88,13 +93,19 @@ class Stopper:
                 "failover); the tool was stopped and its statements cancelled; rerun migrate (it finishes a partly "
                 "applied version)"
             )
-        self.waits = lock_waits(_rows(self.driver, "looking at the tool's sessions"), self.own_pid)
+        # A session seen idle, or gone, keeps what it was last seen doing: a statement that gave up on its lock
+        # is over by the time the tool reports it, and the look just before may come after that.
+        for pid, blocked in tool_statements(_rows(self.driver, "looking at the tool's sessions"), self.own_pid).items():
+            if blocked is None:
+                self.waits.pop(pid, None)
+            else:
+                self.waits[pid] = blocked
 
     def saw_lock_wait(self) -> bool:
         return bool(self.waits)
 
     def blocker_pids(self) -> tuple[int, ...]:
-        """Who blocked the tool's sessions on the last look."""
+        """Who blocked the tool's statements that were last seen waiting."""
         return tuple(sorted({pid for blocked in self.waits.values() for pid in blocked}))
 
     def __exit__(

@@ -92,11 +92,14 @@ def resolve_tool(name: str) -> str:
 class ToolWatch(Protocol):
     """What the run watches while the tool runs (see `migrator.run.stopper`)."""
 
+    def begin(self) -> None:
+        """The tool has started (asked once, before the first `poll`)."""
+
     def poll(self) -> None:
         """Raise (a MigratorError) to stop the tool: SIGTERM, then SIGKILL after the grace period."""
 
     def saw_lock_wait(self) -> bool:
-        """Whether the last look before the tool failed saw one of its statements waiting for a lock."""
+        """Whether one of the tool's statements was waiting for a lock when it was last seen running."""
 
 
 def tool_argv(
@@ -279,8 +282,8 @@ def run_tool(
     a statement gave up on its lock: the version is partly applied, and the executor retries).
 
     A statement gave up on its lock when the tool's driver printed SQLSTATE 55P03 (pgx, lib/pq from 1.12) or, when
-    it printed no SQLSTATE (lib/pq 1.10, Temporal v1.29's), ``watch`` saw one of the tool's sessions waiting for a
-    lock on its last look before the tool failed: the server's word, not the message's."""
+    it printed no SQLSTATE (lib/pq 1.10, Temporal v1.29's), ``watch`` last saw the statement of one of the tool's
+    sessions waiting for a lock: the server's word, not the message's."""
     session = tool_session(settings.ddl_lock_timeout, server_version, application_name)
     with password_file(settings) as passfile:
         argv = tool_argv(settings, tool, command, session)
@@ -288,8 +291,8 @@ def run_tool(
 
 
 def _wait(settings: Settings, process: subprocess.Popen[str], watch: ToolWatch | None) -> int:
-    """The tool's exit code; ``watch`` is asked at once (what it saw of an earlier run no longer counts) and then
-    every WATCH_SECONDS (or half of a shorter --ddl-lock-timeout); raises TimeoutExpired after --tool-timeout."""
+    """The tool's exit code; ``watch`` is asked at once and then every WATCH_SECONDS (or half of a shorter
+    --ddl-lock-timeout); raises TimeoutExpired after --tool-timeout."""
     deadline = time.monotonic() + settings.tool_timeout if settings.tool_timeout else None
     every = WATCH_SECONDS
     if settings.ddl_lock_timeout:
@@ -320,6 +323,8 @@ def _run(
         errors="replace",
     )
     log.info("tool.started", command=list(command), argv=argv, pid=process.pid)
+    if watch is not None:
+        watch.begin()
     reader = _Reader(process.stdout)
     start_shielded(reader)
     try:

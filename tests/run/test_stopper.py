@@ -24,7 +24,9 @@ BLOCKER_PID = 6161
 class FakeSession:
     """A session the stopper talks to: what it was asked, in order; ``dead`` answers every query with an error."""
 
-    def __init__(self, pid: int, *, holds: bool = True, dead: bool = False, waiting: bool = False) -> None:
+    def __init__(self, pid: int, *, holds: bool = True, dead: bool = False, waiting: bool | None = False) -> None:
+        """``waiting``: the tool's session runs a statement waiting for a lock (True), one not waiting (False), or
+        none (None: idle, not listed)."""
         self.backend_pid = pid
         self.holds = holds
         self.dead = dead
@@ -42,8 +44,10 @@ class FakeSession:
             raise UnreachableError(f"{doing} failed: server closed the connection unexpectedly")
         if "pg_cancel_backend" in text:
             return [(TOOL_PID, True)]
-        if "wait_event_type = 'Lock'" in text:
-            return [(TOOL_PID, [BLOCKER_PID])] if self.waiting else []
+        if "pg_blocking_pids" in text and "pg_stat_progress_create_index" not in text:
+            if self.waiting is None:
+                return []
+            return [(TOOL_PID, True, [BLOCKER_PID])] if self.waiting else [(TOOL_PID, False, [])]
         return []  # the settle loop's look at what still runs, and naming the connection
 
     def close(self) -> None:
@@ -141,16 +145,26 @@ def test_poll_stops_the_tool_when_the_lock_session_no_longer_holds_the_lock() ->
         stop.poll()
 
 
-def test_poll_keeps_what_the_server_says_about_the_tools_lock_waits_on_the_last_look() -> None:
+def test_a_statement_keeps_what_it_was_last_seen_doing_while_it_runs_until_the_next_tool_run() -> None:
+    """The look just after a lock timeout, before the tool reported it, sees the session idle: that does not
+    erase the wait; seen running without waiting does; a new tool run starts afresh."""
     lock_session = FakeSession(LOCK_PID, waiting=True)
     stop = stopper(lock_session)
+    stop.begin()
     stop.poll()
     assert (stop.saw_lock_wait(), stop.blocker_pids()) == (True, (BLOCKER_PID,))
-    asked = [params for text, params in lock_session.asked if "wait_event_type = 'Lock'" in text]
+    asked = [params for text, params in lock_session.asked if "IS NOT DISTINCT FROM 'Lock'" in text]
     assert asked == [(tool_application_name(LOCK_PID),)]  # this run's tool sessions only
-    lock_session.waiting = False
+    lock_session.waiting = None  # the statement gave up: the session is idle
+    stop.poll()
+    assert stop.saw_lock_wait()
+    lock_session.waiting = False  # running, not waiting (it got its lock)
     stop.poll()
     assert (stop.saw_lock_wait(), stop.blocker_pids()) == (False, ())
+    lock_session.waiting = True
+    stop.poll()
+    stop.begin()
+    assert not stop.saw_lock_wait()
 
 
 def test_runs_are_told_apart_by_their_lock_sessions() -> None:

@@ -271,12 +271,17 @@ def test_without_setpriv_the_tool_still_runs_and_says_so(monkeypatch: pytest.Mon
 
 
 class FakeWatch:
-    """A run's watch: ``lost_after`` polls, the lock is gone; ``waiting`` is what the last look saw."""
+    """A run's watch: ``lost_after`` polls, the lock is gone; ``waiting`` is what it last saw of the statements."""
 
     def __init__(self, lost_after: int | None = None, waiting: bool = False) -> None:
         self.polls = 0
+        self.begun = 0
         self.lost_after = lost_after
         self.waiting = waiting
+
+    def begin(self) -> None:
+        assert self.polls == 0, "begin comes before the first poll"
+        self.begun += 1
 
     def poll(self) -> None:
         self.polls += 1
@@ -322,7 +327,7 @@ def test_a_lock_timeout_is_recognised_from_the_servers_evidence_not_the_message(
             settings(), str(stub), ["update-schema"], server_version=SERVER_VERSION, application_name=TAG, watch=watch
         )
     assert type(raised.value) is expected
-    assert watch.polls >= 1
+    assert (watch.begun, watch.polls >= 1) == (1, True)
 
 
 def test_a_signal_during_a_thread_start_is_delivered_after_it_not_inside_it() -> None:
