@@ -322,12 +322,12 @@ def _run(
         text=True,
         errors="replace",
     )
-    log.info("tool.started", command=list(command), argv=argv, pid=process.pid)
-    if watch is not None:
-        watch.begin()
     reader = _Reader(process.stdout)
-    start_shielded(reader)
-    try:
+    try:  # from here on, whatever is raised (a signal too) stops the tool first
+        log.info("tool.started", command=list(command), argv=argv, pid=process.pid)
+        if watch is not None:
+            watch.begin()
+        start_shielded(reader)
         code = _wait(settings, process, watch)
     except subprocess.TimeoutExpired:
         _stop(process)
@@ -337,7 +337,8 @@ def _run(
         ) from None
     finally:
         _stop(process)
-        reader.join(5)
+        if reader.ident is not None:
+            reader.join(5)
     seconds = round(time.monotonic() - started, 2)
     log.info("tool.exited", command=command[0], exit_code=code, seconds=seconds)
     if code != 0:
