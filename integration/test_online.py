@@ -11,16 +11,20 @@
   current_executions): rows survive.
 - A session holding a conflicting lock or an old snapshot: the migrator logs `ddl.blocked` naming it, gives up
   on the lock, repairs and retries, and converges to a clean install's schema once the blocker ends; when the
-  blocker outlasts `--ddl-retry-timeout` it exits 7 naming it (with either of the tool's drivers); stopped by
-  SIGTERM or SIGKILL while the tool's statement waits, or by SIGTERM while its own repair statement waits, it
-  leaves no statement queued on the server.
+  blocker outlasts `--ddl-retry-timeout` it exits 7 naming it (with either of the tool's drivers); with the tools
+  of v1.29.1 (lib/pq 1.10 prints no SQLSTATE, pgx 5.7 ignores PGOPTIONS) and of the pinned release, on both
+  plugins, a statement that gave up on its lock is retried. Stopped by SIGTERM (repeated or not) or SIGKILL while
+  the tool's statement waits, it leaves no statement queued on the server, also with the progress watcher's and
+  the stopper's own sessions gone; a run cancels its own tool sessions only.
 - `--max-rewrite-size` refuses (exit 6) before any DDL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,10 +38,11 @@ from devtools.ci import unavailable
 from devtools.data import columns_of, fill, snapshot
 from devtools.databases import AppDb, MakeDb
 from devtools.pins import Store, default_schema_dir, default_tool_path
-from integration.support.processes import RunMigrator, StartMigrator, bring_to, events_named, log_events
+from integration.support.processes import EventStream, RunMigrator, StartMigrator, bring_to, events_named, log_events
 from migrator.core.statements import Kind
 from migrator.core.versions import parse_version
-from migrator.db.session import TOOL_APPLICATION_NAME
+from migrator.db.activity import cancel_statements
+from migrator.db.session import TOOL_APPLICATION_NAME, tool_application_name
 from migrator.source.tree import load_vendor_schema
 
 # Releases the data tests start from; the pinned release comes last.
@@ -209,13 +214,15 @@ def blocker(db: AppDb, kind: str) -> Iterator[int]:
         conn.close()
 
 
-def tool_sessions(db: AppDb, application: str = TOOL_APPLICATION_NAME) -> list[tuple[int, str, str | None]]:
-    """The tool's (or our own) sessions still doing something on the server (pid, state, wait event type)."""
-    with db.server.admin_connect(db.name) as conn:
+def tool_sessions(db: AppDb, application: str = f"{TOOL_APPLICATION_NAME}/%") -> list[tuple[int, str, str | None]]:
+    """Any run's tool sessions (or the sessions named ``application``, a LIKE pattern) still doing something on
+    the server: (pid, state, wait event type). Read from the maintenance database, so it never takes a slot of
+    the test database's connection limit."""
+    with db.server.admin_connect() as conn:
         rows = conn.execute(
             "SELECT pid, state, wait_event_type FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name = %s AND state <> 'idle'",
-            (application,),
+            " WHERE datname = %s AND application_name LIKE %s AND state <> 'idle'",
+            (db.name, application),
         ).fetchall()
     return [(pid, state, wait) for pid, state, wait in rows]
 
@@ -237,7 +244,7 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-# The DDL waits 2 s per attempt: longer than the watcher's 1 s poll, so each attempt's blocker is seen.
+# The DDL waits 2 s per attempt: longer than the watcher's 0.5 s poll, so each attempt's blocker is seen.
 @pytest.mark.parametrize("kind", ["lock", "snapshot"])
 def test_blocked_ddl_is_retried_and_converges_to_a_clean_install(
     make_db: MakeDb, start_migrator: StartMigrator, temporal_tool: Path, schema_dir: Path, kind: str
@@ -249,9 +256,11 @@ def test_blocked_ddl_is_retried_and_converges_to_a_clean_install(
         before = snapshot(conn, "executions_visibility", columns)
     with blocker(db, kind) as pid:
         proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "2", "--ddl-retry-timeout", "120", env=env)
-        time.sleep(6)
+        stream = EventStream(proc)
+        stream.wait_for("ddl.retrying", timeout=120)  # a statement gave up on its lock while the blocker held
         assert proc.poll() is None, "migrate finished while the blocker held"
-    _, stderr = proc.communicate(timeout=180)
+    proc.wait(timeout=180)
+    stderr = stream.rest()
     assert proc.returncode == 0, stderr[-3000:]
     blocked = events_named(stderr, "ddl.blocked")
     # our blocker, named; an autovacuum worker analysing the freshly filled table may show up beside it
@@ -269,7 +278,7 @@ def test_blocked_ddl_is_retried_and_converges_to_a_clean_install(
         assert snapshot(conn, "executions_visibility", columns) == before
 
 
-@pytest.mark.parametrize("plugin", ["postgres12", "postgres12_pgx"])  # lib/pq and pgx both read PGOPTIONS
+@pytest.mark.parametrize("plugin", ["postgres12", "postgres12_pgx"])  # lib/pq and pgx both send startup parameters
 def test_a_blocker_outlasting_the_retry_time_is_named_in_exit_7(
     make_db: MakeDb, run_migrator: RunMigrator, temporal_tool: Path, schema_dir: Path, plugin: str
 ) -> None:
@@ -288,6 +297,48 @@ def test_a_blocker_outlasting_the_retry_time_is_named_in_exit_7(
     assert f"pg_terminate_backend(pid) for pid {pid}" in error
     assert events_named(proc.stderr, "ddl.retrying")
     assert db.version_rows() == before
+
+
+def release_store(make_db: MakeDb, tool: Path, schema: Path) -> AppDb:
+    """A visibility store of ``tool``'s release one version below its newest (whose DDL locks the table)."""
+    db = make_db()
+    bring_to(tool, db, schema, "visibility", previous_version(schema, "visibility"))
+    with db.connect() as conn:
+        fill(conn, "executions_visibility", 100)
+    return db
+
+
+# lib/pq prints "(55P03)" from v1.12 on, not in v1.10.9 (v1.29.1's); pgx v5.7.2 (v1.29.1's) ignores PGOPTIONS.
+@pytest.mark.parametrize("plugin", ["postgres12", "postgres12_pgx"])
+@pytest.mark.parametrize("tool_release", [FIRST_RELEASE, "pinned"])
+def test_a_tool_statement_that_gave_up_on_its_lock_is_retried_with_either_release_and_driver(
+    make_db: MakeDb,
+    start_migrator: StartMigrator,
+    temporal_tool: Path,
+    schema_dir: Path,
+    tool_release: str,
+    plugin: str,
+) -> None:
+    tool, schema = (temporal_tool, schema_dir) if tool_release == "pinned" else release(tool_release)
+    db = release_store(make_db, tool, schema)
+    env = db.env(
+        MIGRATOR_SCHEMA="visibility", SQL_PLUGIN=plugin, TEMPORAL_SQL_TOOL=str(tool), MIGRATOR_SCHEMA_DIR=str(schema)
+    )
+    with blocker(db, "lock") as pid:
+        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "2", "--ddl-retry-timeout", "120", env=env)
+        stream = EventStream(proc)
+        retry = stream.wait_for("ddl.retrying", timeout=120)  # the tool's statement gave up on its lock: retried
+    proc.wait(timeout=180)
+    stderr = stream.rest()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "exit code 1" in retry["cause"], retry
+    blocked = events_named(stderr, "ddl.blocked")
+    assert pid in {b["pid"] for event in blocked for b in event["blockers"]}, blocked
+    assert {event["version"] for event in blocked} == {newest(schema, "visibility")}
+    assert pid in {b["pid"] for b in retry["blockers"]}, retry
+    clean = make_db()
+    bring_to(tool, clean, schema, "visibility", None)
+    assert db.schema_dump() == clean.schema_dump()
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
@@ -310,6 +361,132 @@ def test_a_stopped_migrator_leaves_nothing_queued(
     assert db.version_rows() == before
     with db.connect() as conn:
         assert columns_of(conn, "executions_visibility") == columns, "the queued ALTER was applied after the stop"
+
+
+def terminate(db: AppDb, application: str) -> int:
+    """End ``db``'s sessions named ``application`` (a proxy, a connection limit, an operator); how many."""
+    with db.server.admin_connect() as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            (db.name, application),
+        ).fetchall()
+    return sum(1 for (done,) in rows if done)
+
+
+def test_a_stop_cancels_the_tools_queued_statement_without_the_watcher_or_the_stoppers_own_connection(
+    make_db: MakeDb, start_migrator: StartMigrator, temporal_tool: Path, schema_dir: Path
+) -> None:
+    """The stop path depends on no courtesy connection: with the progress watcher's and the stopper's own sessions
+    gone, SIGTERM still cancels the tool's queued ALTER in the server (from the lock session)."""
+    db = blocked_store(make_db, temporal_tool, schema_dir, rows=100)
+    before = db.version_rows()
+    with blocker(db, "lock"):
+        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", env=db.env(MIGRATOR_SCHEMA="visibility"))
+        stream = EventStream(proc)
+        wait_until(lambda: any(wait == "Lock" for _, _, wait in tool_sessions(db)), 60, "the tool's ALTER to queue")
+        queued = {pid for pid, _, wait in tool_sessions(db) if wait == "Lock"}
+        assert terminate(db, "temporal-migrator-watch") + terminate(db, "temporal-migrator-stop") == 2
+        stream.wait_for("ddl.watch_failed", timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 143
+        remaining = tool_sessions(db)
+    rest = stream.rest()
+    cancelled = events_named(rest, "ddl.cancelled")
+    assert len(cancelled) == 1, rest[-3000:]
+    assert queued <= set(cancelled[0]["pids"])
+    assert cancelled[0]["connection"] in ("lock session", "new")
+    assert remaining == []  # cancelled before the migrator exited, not left for the server's own checks
+    assert db.version_rows() == before
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie not yet reaped has stopped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_second_sigterm_during_cleanup_does_not_cut_it_short(
+    make_db: MakeDb, start_migrator: StartMigrator, temporal_tool: Path, schema_dir: Path
+) -> None:
+    """Kubernetes or an impatient user repeats the signal: the cleanup still stops the tool, cancels its queued
+    ALTER and releases the lock, and the run ends with one run.failed line."""
+    db = blocked_store(make_db, temporal_tool, schema_dir, rows=100)
+    before = db.version_rows()
+    with blocker(db, "lock"):
+        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", env=db.env(MIGRATOR_SCHEMA="visibility"))
+        stream = EventStream(proc)
+        tool = stream.wait_for("tool.started")
+        wait_until(lambda: any(wait == "Lock" for _, _, wait in tool_sessions(db)), 60, "the tool's ALTER to queue")
+        queued = {pid for pid, _, wait in tool_sessions(db) if wait == "Lock"}
+        proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: not running(tool["pid"]), 30, "the cleanup to stop the tool")
+        proc.send_signal(signal.SIGTERM)  # while the cleanup cancels the queued ALTER and releases the lock
+        proc.send_signal(signal.SIGINT)
+        # 143; or, on a loaded machine where the cleanup was over before the repeat came, killed by it (-15,
+        # which Kubernetes reports as 143 too) after everything below was done
+        assert proc.wait(30) in (143, -signal.SIGTERM)
+        remaining = tool_sessions(db)
+    rest = stream.rest()
+    assert "Traceback" not in rest
+    assert [event["exit_code"] for event in events_named(rest, "run.failed")] == [143]
+    assert queued <= set(events_named(rest, "ddl.cancelled")[0]["pids"])
+    assert events_named(rest, "lock.released")
+    assert remaining == []
+    assert db.version_rows() == before
+
+
+def test_a_run_cancels_its_own_tool_sessions_only(make_db: MakeDb) -> None:
+    """Another run's tool sessions (another lock session's tag) and a user's session that took the name the tool
+    once shared by every run are left alone; the run's own are cancelled."""
+    db = make_db()
+    with db.connect() as lock_session:
+        own_pid = lock_session.info.backend_pid
+        names = {
+            "own": tool_application_name(own_pid),
+            "other run": tool_application_name(own_pid + 100_000),  # beyond any live pid: no run has it
+            "user": TOOL_APPLICATION_NAME,
+        }
+        sleepers = {who: Sleeper(db, name) for who, name in names.items()}
+        try:
+            wait_until(lambda: all(s.active() for s in sleepers.values()), 30, "the sleeping statements to run")
+            with db.connect() as stopper:
+                rows = lambda query, params: stopper.execute(query, params).fetchall()  # noqa: E731
+                assert cancel_statements(rows, own_pid) == [sleepers["own"].pid]
+            assert [who for who, sleeper in sleepers.items() if sleeper.active()] == ["other run", "user"]
+        finally:
+            for sleeper in sleepers.values():
+                sleeper.stop()
+
+
+class Sleeper:
+    """A session named ``application`` running a long statement on a thread, as a tool's DDL would."""
+
+    def __init__(self, db: AppDb, application: str) -> None:
+        self.db = db
+        self.conn = psycopg.connect(
+            host=db.server.host, port=db.server.port, user=db.user, password=db.password, dbname=db.name,
+            application_name=application, autocommit=True,
+        )  # fmt: skip
+        self.pid = self.conn.info.backend_pid
+        self.thread = threading.Thread(target=self._sleep, daemon=True)
+        self.thread.start()
+
+    def _sleep(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.conn.execute("SELECT pg_sleep(60)")
+
+    def active(self) -> bool:
+        with self.db.server.admin_connect() as conn:
+            row = conn.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (self.pid,)).fetchone()
+        return row == ("active",)
+
+    def stop(self) -> None:
+        with self.db.server.admin_connect() as conn:
+            conn.execute("SELECT pg_cancel_backend(%s)", (self.pid,))
+        self.thread.join(10)
+        self.conn.close()
 
 
 def test_max_rewrite_size_refuses_before_any_ddl(

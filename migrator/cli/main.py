@@ -65,8 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (Kubernetes) and SIGINT (Ctrl-C) end the run the same way: cleanup runs, one run.failed line."""
+    """SIGTERM (Kubernetes) and SIGINT (Ctrl-C) end the run the same way: cleanup runs, one run.failed line.
+
+    Once: further signals are ignored from here on, so a second one cannot cut the cleanup short (stopping the
+    tool, cancelling our statements, releasing the lock); SIGKILL remains for a cleanup that hangs."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     name = signal.Signals(signum).name
     raise Terminated(f"terminated by {name}; the tool (if running) was stopped first", signum)
 
@@ -112,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings: Settings | None = None
     traceback = False
     completed: list[dict[str, Any]] = []
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    summary: dict[str, Any] | None = None
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     try:
         namespace = build_parser().parse_args(argv)
         traceback = namespace.traceback
@@ -149,10 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.exception("run.crashed", exit_code=int(status))
     finally:
         structlog.contextvars.clear_contextvars()
+        if settings is not None and summary is not None:  # before a repeated signal may end the process
+            _write_termination_log(settings.termination_log, summary)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if settings is not None:
-        _write_termination_log(settings.termination_log, summary)
     return int(status)
 
 

@@ -1,7 +1,8 @@
 """What the DDL sessions of a run are doing, read from ``pg_stat_activity`` on a connection of its own.
 
-The sessions are the tool's (tagged with `migrator.online.TOOL_APPLICATION_NAME`) and our own lock session
-while it runs a repair statement; client backends only, as a parallel build's workers repeat their leader's
+The sessions are the run's tool sessions (tagged `migrator.db.session.tool_application_name` of the lock
+session's pid, so another run's and a user's sessions never match) and our own lock session while it runs a repair
+statement; client backends only, as a parallel build's workers repeat their leader's
 query and application_name. Each query is one autocommit statement: no snapshot stays open, so the
 vendor's ``CREATE INDEX CONCURRENTLY`` never waits for this connection for long (the instant it does, it is not
 reported as a blocker). Details of a blocker owned by another
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from migrator.db.catalog import Rows
-from migrator.db.session import TOOL_APPLICATION_NAME
+from migrator.db.session import tool_application_name
 
 _RUNNING = """
 SELECT a.pid, a.query, extract(epoch FROM clock_timestamp() - a.query_start)::float8,
@@ -30,6 +31,11 @@ _BLOCKERS = """
 SELECT pid, usename, application_name, backend_type, state,
        extract(epoch FROM clock_timestamp() - xact_start)::float8, query_start
   FROM pg_stat_activity WHERE pid = ANY(%s) AND pid <> pg_backend_pid() ORDER BY pid
+"""
+_TOOL_STATEMENTS = """
+SELECT a.pid, a.wait_event_type IS NOT DISTINCT FROM 'Lock', pg_blocking_pids(a.pid) FROM pg_stat_activity a
+ WHERE a.datname = current_database() AND a.state = 'active' AND a.backend_type = 'client backend'
+   AND a.application_name = %s
 """
 _CANCEL = """
 SELECT pid, pg_cancel_backend(pid) FROM pg_stat_activity
@@ -83,10 +89,21 @@ class Running:
 
 
 def running(rows: Rows, own_pid: int) -> list[Running]:
+    found = rows(_RUNNING, (tool_application_name(own_pid), own_pid))
     return [
         Running(pid, query or "", seconds or 0.0, wtype, wevent, tuple(blocked or ()), *progress)
-        for pid, query, seconds, wtype, wevent, blocked, *progress in rows(_RUNNING, (TOOL_APPLICATION_NAME, own_pid))
+        for pid, query, seconds, wtype, wevent, blocked, *progress in found
     ]
+
+
+def tool_statements(rows: Rows, own_pid: int) -> dict[int, tuple[int, ...] | None]:
+    """The run's tool sessions running a statement now: the blockers of one waiting for a heavyweight lock
+    (``wait_event_type = 'Lock'``), None for one that is not: the server's own evidence that a statement that
+    failed while waiting gave up on ``lock_timeout``, whatever the tool prints."""
+    return {
+        pid: tuple(blocked or ()) if waiting else None
+        for pid, waiting, blocked in rows(_TOOL_STATEMENTS, (tool_application_name(own_pid),))
+    }
 
 
 def blockers(rows: Rows, pids: tuple[int, ...]) -> list[Blocker]:
@@ -95,7 +112,7 @@ def blockers(rows: Rows, pids: tuple[int, ...]) -> list[Blocker]:
 
 def cancel_statements(rows: Rows, own_pid: int, settle: float = 5.0) -> list[int]:
     """Cancel every statement of the run still on the server, and wait (up to ``settle`` s) until none is."""
-    cancelled = [pid for pid, done in rows(_CANCEL, (TOOL_APPLICATION_NAME, own_pid)) if done]
+    cancelled = [pid for pid, done in rows(_CANCEL, (tool_application_name(own_pid), own_pid)) if done]
     deadline = time.monotonic() + settle
     while cancelled and running(rows, own_pid) and time.monotonic() < deadline:
         time.sleep(0.1)

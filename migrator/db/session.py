@@ -3,9 +3,10 @@
 Three kinds of session:
 - the lock session (``LOCK``) holds the advisory lock and runs repair DDL: no server timeout may end it
   while the tool works (the lock would vanish with it), and its own DDL waits at most --ddl-lock-timeout;
-- the tool's sessions (``TOOL``) get theirs through the environment, which both of its drivers read (lib/pq
-  for ``postgres12``, pgx for ``postgres12_pgx``): ``PGOPTIONS`` (merged after the user's own, so ours win)
-  and ``PGAPPNAME``, the tag by which the progress watcher finds them and the stop path cancels them;
+- the tool's sessions (``TOOL``) get theirs, and `tool_application_name` (the tag by which the run finds,
+  watches and cancels them), as startup parameters in its ``--connect-attributes``: every driver of the tool
+  sends a DSN key it does not know to the server, and the server applies them after ``PGOPTIONS``, so ours win
+  (pgx v5.7, the ``postgres12_pgx`` driver of Temporal v1.29, does not read ``PGOPTIONS`` at all);
 - sessions that only read (``READ``: status, plan, wait, the watcher) never wait on a table lock: a catalog
   function that locks a table (``pg_total_relation_size``) gives up after ``READ_LOCK_TIMEOUT_MS``.
 
@@ -28,6 +29,14 @@ from dataclasses import dataclass
 from enum import Enum
 
 TOOL_APPLICATION_NAME = "temporal-migrator-tool"
+
+
+def tool_application_name(lock_pid: int) -> str:
+    """The tag of one run's tool sessions: the lock session's pid is unique among live sessions, so no other run
+    (and no user's ``application_name``) shares it."""
+    return f"{TOOL_APPLICATION_NAME}/{lock_pid}"
+
+
 CONNECTION_CHECK_MS = 2000
 READ_LOCK_TIMEOUT_MS = 1000
 # PostgreSQL's lock_timeout and statement_timeout are int milliseconds (guc_tables.c: max INT_MAX).

@@ -45,9 +45,10 @@ from migrator.logs import retry_fields
 from migrator.run.createdb import create_database, maintenance, observe_absent
 from migrator.run.inspect import observe_and_plan, plan_absent
 from migrator.run.lock import HeldLock, advisory_lock
+from migrator.run.stopper import Stopper
 from migrator.run.watcher import Watcher
 from migrator.source.tree import read_statements
-from migrator.tool.runner import run_tool
+from migrator.tool.runner import ToolWatch, run_tool
 
 log = structlog.get_logger("migrator")
 # Rounds of observe → plan → execute: one normally; a second only if the first plan's tool run left work
@@ -73,7 +74,16 @@ class Report:
 class RunTool(Protocol):
     """`migrator.tool.runner.run_tool`'s signature: run the tool to the end, return its seconds."""
 
-    def __call__(self, settings: Settings, tool: str, command: Sequence[str], *, server_version: int) -> float: ...
+    def __call__(
+        self,
+        settings: Settings,
+        tool: str,
+        command: Sequence[str],
+        *,
+        server_version: int,
+        application_name: str,
+        watch: ToolWatch | None = None,
+    ) -> float: ...
 
 
 class RunFailed(Exception):
@@ -95,21 +105,30 @@ class Shell:
     run_tool: RunTool = run_tool
 
 
-def _execute(session: Database, shell: Shell, step: Step, report: Report) -> None:
+def _run_tool(session: Database, shell: Shell, command: list[str], stopper: Stopper | None) -> float:
+    """The tool, tagged for this run and watched by the stopper (a lost lock stops it)."""
+    assert stopper is not None, "the tool runs only under the lock, where the stopper is"
+    return shell.run_tool(
+        shell.settings,
+        shell.tool,
+        command,
+        server_version=session.server_version,
+        application_name=stopper.application_name,
+        watch=stopper,
+    )
+
+
+def _execute(session: Database, shell: Shell, step: Step, report: Report, stopper: Stopper | None) -> None:
     """Carry out one step, exactly as `plan` describes it."""
     match step:
         case CreateDatabase(database=database):
             create_database(session, database, shell.settings.user)
         case Setup(version=version):
             command = ["setup-schema", "-v", version]
-            report.tool_seconds += shell.run_tool(
-                shell.settings, shell.tool, command, server_version=session.server_version
-            )
+            report.tool_seconds += _run_tool(session, shell, command, stopper)
         case Update(version=version):
             command = ["update-schema", "-d", str(shell.vendor.versioned_dir), "-v", version]
-            report.tool_seconds += shell.run_tool(
-                shell.settings, shell.tool, command, server_version=session.server_version
-            )
+            report.tool_seconds += _run_tool(session, shell, command, stopper)
         case DropInvalidIndex(name=name):
             session.drop_index(name)
         case SkipStatement() | RunStatement():
@@ -134,7 +153,15 @@ def _execute(session: Database, shell: Shell, step: Step, report: Report) -> Non
             assert_never(step)
 
 
-def _run_plan(session: Database, lock: HeldLock | None, shell: Shell, steps: Sequence[Step], report: Report) -> None:
+def _run_plan(
+    session: Database,
+    lock: HeldLock | None,
+    shell: Shell,
+    steps: Sequence[Step],
+    report: Report,
+    *,
+    stopper: Stopper | None,
+) -> None:
     """The steps in order, each followed by its ``step.done``; ``lock`` None only for the creation of the
     database, which runs before there is a database to hold a lock in."""
     for step in steps:
@@ -142,7 +169,7 @@ def _run_plan(session: Database, lock: HeldLock | None, shell: Shell, steps: Seq
         described = f"{step.action.value} {fields.get('version') or fields.get('database')}"
         if lock is not None:
             lock.ensure_held(f"step {described}")
-        _execute(session, shell, step, report)
+        _execute(session, shell, step, report, stopper)
         report.steps.append(step.to_dict())
         log.info("step.done", **step.to_dict())
         if lock is not None and isinstance(step, Setup | Update):  # a tool run is long: was the lock held throughout?
@@ -181,6 +208,7 @@ class Run:
     lock: HeldLock
     watcher: Watcher
     report: Report
+    stopper: Stopper
     observed: bool = False
     last: tuple[State, Plan] | None = None  # as last observed and planned
 
@@ -208,8 +236,9 @@ def _attempt(run: Run, shell: Shell, target: VendorVersion) -> None:
         first, run.observed = not run.observed, True
         if not _judged(state, planned, run.report, first=first):
             return
+        run.stopper.start()
         run.watcher.start(planned.pending)
-        _run_plan(run.driver, run.lock, shell, planned.steps, run.report)
+        _run_plan(run.driver, run.lock, shell, planned.steps, run.report, stopper=run.stopper)
     raise DDLError("the run did not converge; see the plan.made events")
 
 
@@ -228,7 +257,7 @@ def _open(shell: Shell, target: VendorVersion, connect: Connect, report: Report)
         _judged(state, planned, report, first=True)
         with connect(maintenance(settings)) as session:
             creation = [step for step in planned.steps if isinstance(step, CreateDatabase)]
-            _run_plan(session, None, shell, creation, report)
+            _run_plan(session, None, shell, creation, report, stopper=None)
         break  # the rest of the plan runs under the lock, planned again from the new database
     return connect(settings, primary=True)
 
@@ -282,9 +311,10 @@ def migrate(
         with (
             _open(shell, target, connect, report) as driver,
             advisory_lock(driver, settings.database, settings.lock_timeout) as lock,
+            Stopper(settings, driver, lock, connect=connect) as stopper,
             Watcher(settings, driver.backend_pid, connect=connect) as watcher,
         ):
-            run = Run(driver, lock, watcher, report)
+            run = Run(driver, lock, watcher, report, stopper)
             retrying = Retrying(
                 retry=retry_if_exception_type(LockWaitError),
                 wait=wait_random_exponential(multiplier=RETRY_FIRST_PAUSE, max=RETRY_MAX_PAUSE),

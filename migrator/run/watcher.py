@@ -1,12 +1,12 @@
-"""The watcher: while `migrate` runs, say what the DDL is doing and who blocks it; cancel it when we stop.
+"""The watcher: while `migrate` runs, say what the DDL is doing and who blocks it (a courtesy: stopping the run's
+statements is `migrator.run.stopper`'s, which works without it).
 
-A daemon thread on its own connection (never the lock session's) polls `migrator.db.activity` about once a
-second, because a blocked statement gives up after ``--ddl-lock-timeout`` (5 s by default) and its blockers
-must be seen before that. It logs ``ddl.blocked`` when a statement starts waiting for another session (and
+A daemon thread on its own connection (never the lock session's) polls `migrator.db.activity` twice a second,
+because a blocked statement gives up after ``--ddl-lock-timeout`` (5 s by default) and its blockers must be seen
+before that. It logs ``ddl.blocked`` when a statement starts waiting for another session (and
 again every ``--progress-interval`` while it does), and ``ddl.progress`` every ``--progress-interval`` for
 each statement that has run that long. In ``--log-format console`` on a terminal the progress is one line
-redrawn in place. Leaving the context with an exception cancels every statement of the run still on the
-server, so nothing of ours stays queued in front of Temporal's queries.
+redrawn in place.
 """
 
 from __future__ import annotations
@@ -26,14 +26,16 @@ from psycopg import sql
 from migrator.core.impact import shorten
 from migrator.core.settings import Settings
 from migrator.core.vendor import VendorVersion
-from migrator.db.activity import Blocker, Running, blockers, cancel_statements, running
+from migrator.db.activity import Blocker, Running, blockers, running
 from migrator.db.catalog import Rows
 from migrator.db.driver import Driver
 from migrator.db.interface import Connect, Database
-from migrator.errors import MigratorError
+from migrator.errors import MigratorError, Terminated
+from migrator.tool.runner import start_shielded
 
 log = structlog.get_logger("migrator.run.watcher")
-POLL_SECONDS = 1.0  # at most; a shorter --progress-interval polls as often as it asks
+POLL_SECONDS = 0.5  # at most; a shorter --progress-interval, or half a shorter --ddl-lock-timeout, polls faster
+MIN_POLL_SECONDS = 0.05
 
 
 WATCHER_APPLICATION_NAME = "temporal-migrator-watch"
@@ -51,6 +53,8 @@ class Watcher:
         self._connect = connect
         self.own_pid = own_pid
         self.interval = settings.progress_interval
+        waits = settings.ddl_lock_timeout / 2 if settings.ddl_lock_timeout else POLL_SECONDS  # a wait is seen
+        self.poll_seconds = max(MIN_POLL_SECONDS, min(POLL_SECONDS, self.interval, waits))
         self.in_place = settings.log_format == "console" and sys.stderr.isatty()
         self.last_blockers: tuple[Blocker, ...] = ()
         self._statements: list[tuple[str, str, int]] = []
@@ -75,12 +79,14 @@ class Watcher:
             # Its own name, so neither a person nor a script takes it for the lock session.
             name = (WATCHER_APPLICATION_NAME,)
             self._driver.query("SELECT set_config('application_name', %s, false)", name, "naming the watcher")
+        except Terminated:
+            raise
         except MigratorError as error:  # progress is a courtesy; never fail the run for it
             log.warning("ddl.watch_unavailable", error=str(error))
             return
         context = contextvars.copy_context()
         self._thread = threading.Thread(target=context.run, args=(self._loop,), name="ddl-watcher", daemon=True)
-        self._thread.start()
+        start_shielded(self._thread)
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
@@ -93,15 +99,7 @@ class Watcher:
         if self._driver is None:
             return
         with self._lock:
-            try:
-                if kind is not None:
-                    cancelled = cancel_statements(self._rows, self.own_pid)
-                    if cancelled:
-                        log.warning("ddl.cancelled", pids=cancelled, reason=type(error).__name__)
-            except MigratorError as failure:  # logged, never hiding the error that stopped the run
-                log.warning("ddl.cancel_failed", error=str(failure))
-            finally:
-                self._driver.close()
+            self._driver.close()
 
     def track(self, versions: Sequence[VendorVersion]) -> None:
         """The pending versions, whose statements name what a session runs (`locate`)."""
@@ -120,7 +118,7 @@ class Watcher:
         return None, None
 
     def _loop(self) -> None:
-        while not self._stop.wait(min(POLL_SECONDS, self.interval)):
+        while not self._stop.wait(self.poll_seconds):
             try:
                 with self._lock:
                     if self._driver is None or self._stop.is_set():

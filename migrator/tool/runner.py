@@ -5,13 +5,13 @@ Argument list, no shell; ``--ep``, ``-p`` and ``--pl`` always given (the tool de
 URL-escapes it with the query-string rules (a space becomes ``+``, which the server then compares), so any
 password with such characters fails. It goes into a password file (mode 0600, deleted after the run) named
 by ``PGPASSFILE``, which both plugins' drivers (lib/pq and pgx) read when the URL carries no password.
-On timeout, SIGTERM or SIGINT the child gets SIGTERM, then SIGKILL after a grace period.
+On timeout, SIGTERM or SIGINT the child gets SIGTERM, then SIGKILL after a grace period; so does a child whose
+run's `ToolWatch` says to stop (the lock session lost) — checked a few times a second while the tool runs.
 """
 
 from __future__ import annotations
 
 import contextvars
-import ctypes
 import json
 import os
 import re
@@ -26,19 +26,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import structlog
 
 from migrator.core.settings import Settings
-from migrator.db.session import TOOL_APPLICATION_NAME, session_settings
+from migrator.db.session import session_settings
 from migrator.errors import DDLError, LockWaitError, UsageError
 
 log = structlog.get_logger("migrator.tool.runner")
 GRACE_SECONDS = 10.0
-PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+WATCH_SECONDS = 0.25  # how often a running tool's watch is asked: a lost lock stops the tool well within 2 s
+MIN_WATCH_SECONDS = 0.02
+# util-linux's setpriv sets the parent-death signal and execs the tool: no Python runs between fork and exec.
+SETPRIV = "setpriv"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LEVELS = {"DEBUG": "debug", "INFO": "info", "WARN": "warning", "WARNING": "warning"}
 # The tool (v1.25+) hides a failed connection's cause behind this message; the cause came on an earlier line.
@@ -87,7 +89,26 @@ def resolve_tool(name: str) -> str:
     return found
 
 
-def tool_argv(settings: Settings, tool: str, command: Sequence[str]) -> list[str]:
+class ToolWatch(Protocol):
+    """What the run watches while the tool runs (see `migrator.run.stopper`)."""
+
+    def begin(self) -> None:
+        """The tool has started (asked once, before the first `poll`)."""
+
+    def poll(self) -> None:
+        """Raise (a MigratorError) to stop the tool: SIGTERM, then SIGKILL after the grace period."""
+
+    def saw_lock_wait(self) -> bool:
+        """Whether one of the tool's statements was waiting for a lock when it was last seen running."""
+
+
+def tool_argv(
+    settings: Settings, tool: str, command: Sequence[str], session: Mapping[str, str] | None = None
+) -> list[str]:
+    """The tool's argv; ``session`` (`tool_session`) goes into ``--connect-attributes``, over the user's same keys."""
+    ours = dict(session or {})
+    attributes = [(key, value) for key, value in settings.connect_attributes if key not in ours]
+    attributes += ours.items()
     argv = [
         tool,
         "--ep",
@@ -101,8 +122,8 @@ def tool_argv(settings: Settings, tool: str, command: Sequence[str]) -> list[str
         "--pl",
         settings.plugin,
     ]
-    if settings.connect_attributes:
-        argv += ["--connect-attributes", urlencode(settings.connect_attributes)]
+    if attributes:
+        argv += ["--connect-attributes", urlencode(attributes)]
     if settings.tls:
         argv.append("--tls")
         for flag, value in (
@@ -149,10 +170,18 @@ def tool_env(settings: Settings, passfile: Path | None) -> dict[str, str]:
 
 
 def tool_session_env(lock_timeout: float, server_version: int, environ: Mapping[str, str]) -> dict[str, str]:
-    """``PGAPPNAME`` and ``PGOPTIONS`` for the tool's child environment; the user's PGOPTIONS are kept first."""
+    """``PGOPTIONS`` for the tool's child environment, the user's kept first (`tool_session` is what wins)."""
     ours = " ".join(f"-c {name}={value}" for name, value in session_settings(lock_timeout, server_version).items())
     merged = f"{environ.get('PGOPTIONS', '').strip()} {ours}".strip()
-    return {"PGAPPNAME": TOOL_APPLICATION_NAME, "PGOPTIONS": merged}
+    return {"PGOPTIONS": merged}
+
+
+def tool_session(lock_timeout: float, server_version: int, application_name: str) -> dict[str, str]:
+    """The startup parameters of the tool's sessions: the run's tag and the bounded lock waits. Every driver of
+    the tool (lib/pq 1.10 and 1.12, pgx 5.7 and 5.10) sends DSN keys it does not know to the server, and they win
+    over ``PGOPTIONS`` and ``PGAPPNAME``."""
+    settings = session_settings(lock_timeout, server_version)
+    return {"application_name": application_name, **{name: str(value) for name, value in settings.items()}}
 
 
 def driver_sqlstate(error_text: str) -> str | None:
@@ -208,13 +237,25 @@ class _Reader(threading.Thread):
                 self.cause = error
 
 
-def _die_with_parent() -> None:
-    """In the child: ask Linux to SIGTERM the tool if the migrator dies (kill -9), so no tool runs unlocked.
+def start_shielded(thread: threading.Thread) -> None:
+    """Start ``thread`` with SIGTERM and SIGINT held back: a signal handler raising inside `Thread.start` leaves
+    the new thread's bookkeeping half done (a KeyError traceback in ``_bootstrap_inner``). A signal that came
+    meanwhile is delivered, in the main thread, as soon as the start is done; the new thread keeps them blocked."""
+    held = {signal.SIGTERM, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
-    Only an already-loaded libc call runs between fork and exec, so it is safe beside the reader thread.
-    """
-    if _LIBC is not None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+def with_parent_death_signal(argv: list[str]) -> list[str]:
+    """``argv`` run so that Linux SIGTERMs the tool if the migrator dies (kill -9): no tool runs unlocked."""
+    setpriv = shutil.which(SETPRIV) if sys.platform == "linux" else None
+    if setpriv is None:
+        log.warning("tool.no_parent_death_signal", reason="setpriv (util-linux) not found")
+        return argv
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv]
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
@@ -228,19 +269,52 @@ def _stop(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-def run_tool(settings: Settings, tool: str, command: Sequence[str], *, server_version: int) -> float:
+def run_tool(
+    settings: Settings,
+    tool: str,
+    command: Sequence[str],
+    *,
+    server_version: int,
+    application_name: str,
+    watch: ToolWatch | None = None,
+) -> float:
     """Run one tool command to completion; returns its duration, raises DDLError on failure (LockWaitError when
-    a statement gave up on its lock: the version is partly applied, and the executor retries)."""
+    a statement gave up on its lock: the version is partly applied, and the executor retries).
+
+    A statement gave up on its lock when the tool's driver printed SQLSTATE 55P03 (pgx, lib/pq from 1.12) or, when
+    it printed no SQLSTATE (lib/pq 1.10, Temporal v1.29's), ``watch`` last saw the statement of one of the tool's
+    sessions waiting for a lock: the server's word, not the message's."""
+    session = tool_session(settings.ddl_lock_timeout, server_version, application_name)
     with password_file(settings) as passfile:
-        return _run(settings, tool, command, run_env(settings, passfile, server_version))
+        argv = tool_argv(settings, tool, command, session)
+        return _run(settings, command, argv, run_env(settings, passfile, server_version), watch)
 
 
-def _run(settings: Settings, tool: str, command: Sequence[str], env: dict[str, str]) -> float:
-    argv = tool_argv(settings, tool, command)
+def _wait(settings: Settings, process: subprocess.Popen[str], watch: ToolWatch | None) -> int:
+    """The tool's exit code; ``watch`` is asked at once and then every WATCH_SECONDS (or half of a shorter
+    --ddl-lock-timeout); raises TimeoutExpired after --tool-timeout."""
+    deadline = time.monotonic() + settings.tool_timeout if settings.tool_timeout else None
+    every = WATCH_SECONDS
+    if settings.ddl_lock_timeout:
+        every = max(MIN_WATCH_SECONDS, min(WATCH_SECONDS, settings.ddl_lock_timeout / 2))
+    while True:
+        if watch is not None:
+            watch.poll()
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        step = left if watch is None else every if left is None else min(every, left)
+        try:
+            return process.wait(step)
+        except subprocess.TimeoutExpired:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+
+
+def _run(
+    settings: Settings, command: Sequence[str], argv: list[str], env: dict[str, str], watch: ToolWatch | None
+) -> float:
     started = time.monotonic()
     process = subprocess.Popen(
-        argv,
-        preexec_fn=_die_with_parent if _LIBC is not None else None,  # noqa: PLW1509 - see _die_with_parent
+        with_parent_death_signal(argv),
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -248,11 +322,13 @@ def _run(settings: Settings, tool: str, command: Sequence[str], env: dict[str, s
         text=True,
         errors="replace",
     )
-    log.info("tool.started", command=list(command), argv=argv, pid=process.pid)
     reader = _Reader(process.stdout)
-    reader.start()
-    try:
-        code = process.wait(settings.tool_timeout or None)
+    try:  # from here on, whatever is raised (a signal too) stops the tool first
+        log.info("tool.started", command=list(command), argv=argv, pid=process.pid)
+        if watch is not None:
+            watch.begin()
+        start_shielded(reader)
+        code = _wait(settings, process, watch)
     except subprocess.TimeoutExpired:
         _stop(process)
         raise DDLError(
@@ -261,14 +337,16 @@ def _run(settings: Settings, tool: str, command: Sequence[str], env: dict[str, s
         ) from None
     finally:
         _stop(process)
-        reader.join(5)
+        if reader.ident is not None:
+            reader.join(5)
     seconds = round(time.monotonic() - started, 2)
     log.info("tool.exited", command=command[0], exit_code=code, seconds=seconds)
     if code != 0:
         detail = reader.panic or reader.last_error or reader.last_line or "it printed nothing"
         if reader.cause and reader.cause not in detail:
             detail = f"{detail} (cause: {reader.cause})"
-        gave_up = driver_sqlstate(reader.cause or reader.last_error) == LOCK_NOT_AVAILABLE
+        printed = driver_sqlstate(reader.cause or reader.last_error)
+        gave_up = printed == LOCK_NOT_AVAILABLE or (printed is None and watch is not None and watch.saw_lock_wait())
         failure = LockWaitError if gave_up else DDLError
         raise failure(f"temporal-sql-tool {command[0]} failed with exit code {code}: {detail}")
     return seconds

@@ -22,6 +22,7 @@ from migrator.db import activity, catalog
 from migrator.db.catalog import STORED
 from migrator.db.driver import DatabaseMissingError
 from migrator.errors import AccessError, DDLError, LockWaitError, UnreachableError
+from migrator.tool.runner import ToolWatch
 from tests.core.test_repair import REPLAY, Work
 
 MAINTENANCE = "postgres"
@@ -224,9 +225,20 @@ class FakeTool:
     server: FakeServer
     gives_up: list[int] = field(default_factory=list)
     does_nothing: bool = False
+    application_names: list[str] = field(default_factory=list)  # the tag of each tool run
 
-    def __call__(self, settings: Settings, tool: str, command: Sequence[str], *, server_version: int) -> float:
+    def __call__(
+        self,
+        settings: Settings,
+        tool: str,
+        command: Sequence[str],
+        *,
+        server_version: int,
+        application_name: str,
+        watch: ToolWatch | None = None,
+    ) -> float:
         self.server.happen("tool", " ".join([command[0], *command[-2:]]))
+        self.application_names.append(application_name)
         if self.does_nothing:
             return 0.1
         if command[0] == "setup-schema":
