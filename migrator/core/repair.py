@@ -46,9 +46,7 @@ def expect(expected: Expectations, effect: Effect) -> None:
         expected[effect.ref] = Expected(False, {})
         if effect.ref.kind is Kind.TABLE:  # its columns and indexes go with it
             for ref, item in list(expected.items()):
-                if (ref.kind is Kind.COLUMN and ref.name.startswith(f"{effect.ref.name}.")) or (
-                    ref.kind is Kind.INDEX and item.attributes.get("table") == effect.ref.name
-                ):
+                if _belongs(ref, item, effect.ref.name):
                     expected[ref] = Expected(False, {})
     elif effect.partial:
         known = previous.attributes if previous is not None and previous.present else {}
@@ -66,7 +64,18 @@ def expectations(statements: Iterable[Statement], start: Expectations | None = N
     for statement in statements:
         for effect in statement.effects:
             expect(expected, effect)
+        table = statement.touch.table
+        if not statement.recognised and table is not None:  # it changes the table in a way not modelled
+            for ref in [ref for ref, item in expected.items() if _belongs(ref, item, table)]:
+                del expected[ref]
     return expected
+
+
+def _belongs(ref: ObjectRef, item: Expected, table: str) -> bool:
+    """A column or index of ``table``."""
+    return (ref.kind is Kind.COLUMN and ref.name.startswith(f"{table}.")) or (
+        ref.kind is Kind.INDEX and item.attributes.get("table") == table
+    )
 
 
 @dataclass(frozen=True)
@@ -94,9 +103,7 @@ def _initial(statements: tuple[Statement, ...], before: Mapping[ObjectRef, Expec
                     initial[effect.ref] = before[effect.ref]
                     if effect.ref.kind is Kind.TABLE:  # a table the version drops: its columns and indexes too
                         for ref, item in before.items():
-                            if (ref.kind is Kind.COLUMN and ref.name.startswith(f"{effect.ref.name}.")) or (
-                                ref.kind is Kind.INDEX and item.attributes.get("table") == effect.ref.name
-                            ):
+                            if _belongs(ref, item, effect.ref.name):
                                 initial.setdefault(ref, item)
     return initial
 

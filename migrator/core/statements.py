@@ -12,9 +12,11 @@ One parse gives both things the migrator needs from a statement:
   actions do.
 
 Definitions are compared as normalised text, produced the same way from the vendor's statement and from what the
-catalog prints (``pg_get_indexdef``, ``format_type``, ``pg_get_expr``): names without schema, casts and literal
-types dropped (the catalog adds them), date/time literals reduced to a placeholder (the catalog reprints them in
-its own format). So a definition compares equal exactly when the parts that make it what it is agree.
+catalog prints (``pg_get_indexdef``, ``format_type``, ``pg_get_expr``): names without schema, casts dropped (the
+catalog adds them), literals reduced to a placeholder (the catalog reprints them through their type). So two
+definitions compare equal when their structure agrees: a column's type, nullability and whether (and which
+expression) it defaults to; an index's table, keys and expressions, order, method, uniqueness and predicate; a
+function's body. A change of a literal alone (a default of ``'a'`` becoming ``'b'``) is not seen.
 
 A statement PostgreSQL's parser rejects, or of a form not modelled here, is marked unrecognised, and the planner
 refuses to repair its version. Nothing here knows a Temporal table or version. ``pglast`` is imported only when a
@@ -158,8 +160,7 @@ class Statement:
 _EXTENSION_IN_BODY = re.compile(
     r'\bCREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)', re.IGNORECASE
 )
-_DATETIME = re.compile(r"^\s*\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*([+-]\d{2}(:?\d{2})?|Z|UTC)?\s*$")
-_DATETIME_PLACEHOLDER = "<date/time>"
+_LITERAL = "<literal>"
 _VOLATILE = frozenset({"random", "gen_random_uuid", "uuid_generate_v1", "uuid_generate_v4", "clock_timestamp",
                        "timeofday", "nextval"})  # fmt: skip
 _SERIAL = {"smallserial": "int2", "serial2": "int2", "serial": "int4", "serial4": "int4", "bigserial": "int8",
@@ -188,8 +189,9 @@ def _deparse(node: Any) -> str:
 
 
 def _plain(node: Any) -> Any:
-    """``node`` without casts, with every literal as its text (the catalog prints ``'x'::character varying`` and
-    ``'-1'::integer`` where the vendor wrote ``'x'`` and ``-1``)."""
+    """``node`` without casts, every literal a placeholder: the catalog prints a literal through its type's output
+    function (``''`` becomes ``'\\x'::bytea``, a timestamp loses its zone), which the statement's text cannot
+    predict without the column's type."""
     ast = _pglast().ast
 
     if isinstance(node, tuple | list):
@@ -199,20 +201,7 @@ def _plain(node: Any) -> Any:
     if isinstance(node, ast.TypeCast):
         return _plain(node.arg)
     if isinstance(node, ast.A_Const) and not node.isnull:
-        value = node.val
-        if isinstance(value, ast.Integer):
-            text = str(value.ival)
-        elif isinstance(value, ast.Float):
-            text = str(value.fval)
-        elif isinstance(value, ast.Boolean):
-            text = "true" if value.boolval else "false"
-        elif isinstance(value, ast.BitString):
-            text = str(value.bsval)
-        else:
-            text = str(value.sval)
-        if _DATETIME.match(text):
-            text = _DATETIME_PLACEHOLDER
-        return ast.A_Const(isnull=False, val=ast.String(sval=text))
+        return ast.A_Const(isnull=False, val=ast.String(sval=_LITERAL))
     for name in node:
         value = getattr(node, name)
         if isinstance(value, tuple | list | ast.Node):
@@ -239,7 +228,7 @@ def _type_text(type_name: Any) -> str:
     names = [name.sval for name in type_name.names]
     names = ["pg_catalog", _SERIAL[names[-1]]] if names[-1] in _SERIAL else names
     text = ".".join(names).removeprefix("pg_catalog.").lower()
-    modifiers = [str(_plain(item).val.sval) for item in type_name.typmods or ()]
+    modifiers = [_literal(item) for item in type_name.typmods or ()]
     if modifiers:
         text += f"({','.join(modifiers)})"
     return text + "[]" * len(type_name.arrayBounds or ())
@@ -258,6 +247,15 @@ def normal_expression(text: str) -> str:
 
 def _expression_text(node: Any) -> str:
     return _deparse(_plain(node))
+
+
+def _literal(node: Any) -> str:
+    """A type modifier's value (``16`` of ``varchar(16)``)."""
+    value = getattr(node, "val", None)
+    for attribute in ("ival", "fval", "sval"):
+        if value is not None and hasattr(value, attribute):
+            return str(getattr(value, attribute))
+    return _deparse(node)
 
 
 def _relation_name(relation: Any) -> str:
@@ -539,6 +537,8 @@ def describe(text: str) -> Statement:
         return _insert(text, node)
     if isinstance(node, ast.DoStmt):
         return _do(text, node)
+    if isinstance(node, ast.RenameStmt) and node.relation is not None:  # ALTER TABLE ... RENAME
+        return Statement(text, recognised=False, touch=Touch(Form.ALTER_TABLE, _relation_name(node.relation)))
     if isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
         return Statement(text, recognised=False, touch=Touch(Form.WRITE, _relation_name(node.relation)))
     return Statement(text, recognised=False)

@@ -50,7 +50,7 @@ SELECT json_build_object(
   'versions', (SELECT CASE WHEN EXISTS (SELECT 1 FROM tables WHERE relname = 'schema_version') THEN
                  (SELECT coalesce(json_agg(json_build_array(x.db_name, x.curr_version)), '[]')
                     FROM XMLTABLE('/table/row' PASSING query_to_xml(
-                           format('SELECT db_name, curr_version FROM %I.schema_version WHERE version_partition = 0',
+                           format('SELECT db_name, curr_version FROM %%I.schema_version WHERE version_partition = 0',
                                   s.name), true, false, '')
                          COLUMNS db_name text PATH 'db_name', curr_version text PATH 'curr_version') AS x)
                END FROM s)
