@@ -94,3 +94,25 @@ def test_a_redefining_version_ends_with_the_new_definitions_from_every_crash_poi
     assert db.version_rows() == [(db.name, redefining)]
     assert [event["outcome"] for event in events_named(done.stderr, "repair.statement")] == REPAIRS[applied]
     assert db.schema_dump() == reference_dump(make_db, root, "temporal", version=redefining)
+
+
+def test_a_version_that_recreates_an_index_as_it_was_is_refused_naming_it_and_changes_nothing(
+    make_db: MakeDb, run_migrator: RunMigrator, schema_dir: Path, tmp_path: Path
+) -> None:
+    """Untouched and complete-but-unrecorded look the same in the catalog: guessing either could replay or skip
+    the version's INSERTs and column resets, so the run refuses (exit 6) and names the index."""
+    copy = tmp_path / "tree"
+    shutil.copytree(versioned_dir(schema_dir, "temporal"), versioned_dir(copy, "temporal"))
+    newest = load_vendor_schema(schema_dir, "temporal").newest.version
+    before, same = f"{newest.major}.{newest.minor + 1}", f"{newest.major}.{newest.minor + 2}"
+    _version(copy, before, OLD)
+    _version(copy, same, "DROP INDEX app_redefined_ix;\nCREATE INDEX app_redefined_ix ON app_redefined (a);\n")
+    db = make_db()
+    tool_to(db, copy, "temporal", before)
+    state = (db.schema_dump(), db.version_rows(), db.history())
+    done = run_migrator(db, "migrate", "--schema", "temporal", env=db.env(MIGRATOR_SCHEMA_DIR=str(copy)))
+    assert done.returncode == 6, done.stderr[-3000:]
+    error = events_named(done.stderr, "run.failed")[0]["error"]
+    assert f"fits 0 and 2 of the 2 statements of v{same}" in error
+    assert "index app_redefined_ix" in error
+    assert (db.schema_dump(), db.version_rows(), db.history()) == state

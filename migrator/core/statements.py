@@ -218,7 +218,8 @@ def normal_type(text: str) -> str:
     try:
         target = pglast.parse_sql(f"SELECT NULL::{text}")[0].stmt.targetList[0].val
         return _type_text(target.typeName)
-    except Exception:  # not a type the parser reads: compare the text as given
+    except (pglast.parser.ParseError, AttributeError, IndexError):
+        # not a type the parser reads: compare the text as given
         return " ".join(text.lower().split())
 
 
@@ -241,7 +242,8 @@ def normal_expression(text: str) -> str:
 
     try:
         return _expression_text(pglast.parse_sql(f"SELECT {text}")[0].stmt.targetList[0].val)
-    except Exception:  # not an expression the parser reads: compare the text as given
+    except (pglast.parser.ParseError, AttributeError, IndexError):
+        # not an expression the parser reads: compare the text as given
         return " ".join(text.split())
 
 
@@ -301,7 +303,8 @@ def normal_index(definition: str) -> Shape:
     try:
         node = pglast.parse_sql(definition)[0].stmt
         return shape(table=_relation_name(node.relation), definition=_index_text(node))
-    except Exception:  # not a definition the parser reads: compare the text as given
+    except (pglast.parser.ParseError, AttributeError, IndexError):
+        # not a definition the parser reads: compare the text as given
         return shape(definition=" ".join(definition.split()))
 
 
