@@ -1,4 +1,4 @@
-"""How far did a crashed attempt got inside the first pending version? (pure)
+"""How far did a crashed attempt get inside the first pending version? (pure)
 
 The tool runs a version's statements one by one in autocommit and records the version only after the last,
 so a crash always leaves "the first k statements applied" for some k in 0..n. For each k we know what the
