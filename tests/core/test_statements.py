@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from migrator.core.statements import (
@@ -226,3 +230,12 @@ def test_a_function_body_is_told_apart() -> None:
     two = _shape_of("CREATE OR REPLACE FUNCTION f() RETURNS INT AS $$ SELECT 2 $$ LANGUAGE sql;")
     assert one != two
     assert one == shape(body=body_hash(" SELECT 1 "))
+
+
+def test_the_parser_is_loaded_only_when_a_statement_is_described() -> None:
+    probe = (
+        "import sys, migrator.cli.main, migrator.core.statements, migrator.core.planner, migrator.core.verify, "
+        "migrator.db.catalog; assert 'pglast' not in sys.modules; "
+        "migrator.core.statements.describe('SELECT 1'); assert 'pglast' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=Path(__file__).parents[2])
