@@ -1,6 +1,7 @@
 """What each pending statement will do to a live database: the table, the lock, rewrite/scan/catalog, the size.
 
-Pure: derived from the vendor statement's text and the catalog's sizes (`migrator.core.sizes`), generic over
+Pure: derived from what the vendor statement touches (`migrator.core.statements`, the one parse of its text) and
+the catalog's sizes (`migrator.core.sizes`), generic over
 releases (no table or version is named here). The lock levels are PostgreSQL's (documentation, "Explicit
 Locking", and the ALTER TABLE page): most ALTER TABLE forms take ACCESS EXCLUSIVE, which queues every reader
 behind it; ``CREATE INDEX`` takes SHARE (blocks writes), ``CONCURRENTLY`` only SHARE UPDATE EXCLUSIVE.
@@ -20,31 +21,11 @@ from enum import IntEnum
 from typing import Any
 
 from migrator.core.sizes import Sizes, TableSize, pretty_rows, pretty_size
-from migrator.core.statements import NAME_PATTERN, identifier, split_top_level
+from migrator.core.statements import Change, Form, Statement, normal_type
 from migrator.core.vendor import VendorVersion
 
 SHORT = 100
-_FLAGS = re.IGNORECASE | re.DOTALL
-_ON_TABLE = rf"\s+ON\s+(?:ONLY\s+)?({NAME_PATTERN})"
-_CREATE_INDEX = re.compile(
-    rf"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?({NAME_PATTERN})?{_ON_TABLE}", _FLAGS
-)
-_CREATE_TABLE = re.compile(rf"CREATE\s+(?:\w+\s+)*?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?({NAME_PATTERN})", _FLAGS)
-_DROP_TABLE = re.compile(rf"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?({NAME_PATTERN})", _FLAGS)
-_DROP_INDEX = re.compile(rf"DROP\s+INDEX\s+(CONCURRENTLY\s+)?(?:IF\s+EXISTS\s+)?({NAME_PATTERN})", _FLAGS)
-_ALTER_TABLE = re.compile(rf"ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?({NAME_PATTERN})\s+(.*?)\s*;?\s*$", _FLAGS)
-_WRITE = re.compile(rf"(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(?:ONLY\s+)?({NAME_PATTERN})", _FLAGS)
-_ADD = re.compile(r"ADD\s+(?!CONSTRAINT\b|PRIMARY\b|UNIQUE\b|CHECK\b|FOREIGN\b|EXCLUDE\b)", _FLAGS)
-_ADD_CONSTRAINT = re.compile(r"ADD\s+(?:CONSTRAINT\s+\S+\s+)?(PRIMARY|UNIQUE|CHECK|FOREIGN|EXCLUDE)\b", _FLAGS)
-_REWRITING_COLUMN = re.compile(
-    r"\bSTORED\b|\bAS\s+IDENTITY\b|\b(?:SMALL|BIG)?SERIAL\b"
-    r"|\bDEFAULT\b.*\b(?:random|gen_random_uuid|uuid_generate_v\w+|clock_timestamp|timeofday|nextval)\s*\(",
-    _FLAGS,
-)
-_TYPE_CHANGE = re.compile(r"ALTER\s+(?:COLUMN\s+)?(\S+)\s+(?:SET\s+DATA\s+)?TYPE\s+([^,]*?)\s*$", _FLAGS)
-_TEXT_TYPE = re.compile(r"^(?:character\s+varying|varchar|text)\s*(?:\(\s*(\d+)\s*\))?$", _FLAGS)
-_SET_NOT_NULL = re.compile(r"ALTER\s+(?:COLUMN\s+)?\S+\s+SET\s+NOT\s+NULL\b", _FLAGS)
-_NOT_VALID = re.compile(r"\bNOT\s+VALID\b", _FLAGS)
+_TEXT_TYPE = re.compile(r"^(?:varchar|text)(?:\((\d+)\))?$")
 
 
 class Lock(IntEnum):
@@ -156,49 +137,48 @@ def shorten(text: str, limit: int = SHORT) -> str:
 
 
 def _widens_text(old: str | None, new: str) -> bool:
-    """varchar(n) -> varchar(m >= n) or text, and text -> text: binary-coercible, no rewrite."""
-    old_match, new_match = _TEXT_TYPE.match(old or ""), _TEXT_TYPE.match(new.strip())
+    """varchar(n) -> varchar(m >= n) or text, and text -> text: binary-coercible, no rewrite (types as
+    `normal_type` writes them)."""
+    old_match, new_match = _TEXT_TYPE.match(normal_type(old) if old else ""), _TEXT_TYPE.match(new)
     if not old_match or not new_match:
         return False
     old_width, new_width = old_match.group(1), new_match.group(1)
     return new_width is None or (old_width is not None and int(new_width) >= int(old_width))
 
 
-def _alter_table(table: str, actions: str, column_types: dict[str, str]) -> tuple[Lock, Effect]:
+def _alter_table(statement: Statement, column_types: dict[str, str]) -> tuple[Lock, Effect]:
+    touch = statement.touch
     lock, effect = Lock.ACCESS_EXCLUSIVE, Effect.CATALOG
-    for action in split_top_level(actions):
-        if retyped := _TYPE_CHANGE.match(action):
-            old = column_types.get(f"{table}.{identifier(retyped.group(1))}")
-            if not _widens_text(old, retyped.group(2)):
+    for action in touch.actions:
+        if action.change is Change.ALTER_TYPE:
+            if not _widens_text(column_types.get(f"{touch.table}.{action.column}"), action.new_type):
                 effect = max(effect, Effect.REWRITE)
-        elif _ADD.match(action) and _REWRITING_COLUMN.search(action):
+        elif action.change is Change.ADD_COLUMN and action.rewrites:
             effect = max(effect, Effect.REWRITE)
-        elif (constraint := _ADD_CONSTRAINT.match(action)) and not _NOT_VALID.search(action):
+        elif action.change is Change.ADD_CONSTRAINT and action.validated:
             effect = max(effect, Effect.SCAN)
-            if constraint.group(1).upper() == "FOREIGN" and len(split_top_level(actions)) == 1:
+            if action.foreign and len(touch.actions) == 1:
                 lock = Lock.SHARE_ROW_EXCLUSIVE
-        elif _SET_NOT_NULL.match(action):
+        elif action.change is Change.SET_NOT_NULL:
             effect = max(effect, Effect.SCAN)
     return lock, effect
 
 
-def classify(text: str, sizes: Sizes) -> tuple[str | None, Lock | None, Effect]:
+def classify(statement: Statement, sizes: Sizes) -> tuple[str | None, Lock | None, Effect]:
     """(table, lock, effect) of one statement; procedural blocks and unknown forms touch no known table."""
-    if match := _CREATE_INDEX.match(text):
-        lock = Lock.SHARE_UPDATE_EXCLUSIVE if match.group(1) else Lock.SHARE
-        return identifier(match.group(3)), lock, Effect.SCAN
-    if match := _CREATE_TABLE.match(text):
-        return identifier(match.group(1)), Lock.ACCESS_EXCLUSIVE, Effect.CATALOG
-    if match := _DROP_TABLE.match(text):
-        return identifier(match.group(1)), Lock.ACCESS_EXCLUSIVE, Effect.CATALOG
-    if match := _DROP_INDEX.match(text):
-        lock = Lock.SHARE_UPDATE_EXCLUSIVE if match.group(1) else Lock.ACCESS_EXCLUSIVE
-        return sizes.index_tables.get(identifier(match.group(2))), lock, Effect.CATALOG
-    if match := _ALTER_TABLE.match(text):
-        table = identifier(match.group(1))
-        return table, *_alter_table(table, match.group(2), sizes.column_types)
-    if match := _WRITE.match(text):
-        return identifier(match.group(1)), Lock.ROW_EXCLUSIVE, Effect.WRITE
+    touch = statement.touch
+    match touch.form:
+        case Form.CREATE_INDEX:
+            return touch.table, Lock.SHARE_UPDATE_EXCLUSIVE if touch.concurrently else Lock.SHARE, Effect.SCAN
+        case Form.CREATE_TABLE | Form.DROP_TABLE:
+            return touch.table, Lock.ACCESS_EXCLUSIVE, Effect.CATALOG
+        case Form.DROP_INDEX:
+            lock = Lock.SHARE_UPDATE_EXCLUSIVE if touch.concurrently else Lock.ACCESS_EXCLUSIVE
+            return sizes.index_tables.get(touch.index or ""), lock, Effect.CATALOG
+        case Form.ALTER_TABLE:
+            return touch.table, *_alter_table(statement, sizes.column_types)
+        case Form.WRITE:
+            return touch.table, Lock.ROW_EXCLUSIVE, Effect.WRITE
     return None, None, Effect.CATALOG
 
 
@@ -208,7 +188,7 @@ def version_impact(version: VendorVersion, sizes: Sizes, skip: int = 0) -> Versi
     for number, statement in enumerate(version.statements, start=1):
         if number <= skip:
             continue
-        table, lock, effect = classify(statement.text, sizes)
+        table, lock, effect = classify(statement, sizes)
         size = sizes.tables.get(table) if table else None
         items.append(StatementImpact(number, shorten(statement.text), table, lock, effect, size))
     return VersionImpact(version.name, tuple(items))
@@ -221,10 +201,10 @@ def impact_report(pending: Sequence[VendorVersion], sizes: Sizes, applied: int =
     from the creating statement.
     """
     created = {
-        identifier(match.group(2)): identifier(match.group(3))
+        statement.touch.index: statement.touch.table
         for version in pending
         for statement in version.statements
-        if (match := _CREATE_INDEX.match(statement.text)) and match.group(2)
+        if statement.touch.form is Form.CREATE_INDEX and statement.touch.index and statement.touch.table
     }
     sizes = replace(sizes, index_tables={**created, **sizes.index_tables})
     return [version_impact(version, sizes, 0 if position else applied) for position, version in enumerate(pending)]

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from packaging.version import Version
 
 from migrator.core.impact import VersionImpact, impact_report, too_large
-from migrator.core.repair import applied_prefix
+from migrator.core.repair import applied_prefix, expectations
 from migrator.core.sizes import Sizes
 from migrator.core.state import State
 from migrator.core.statements import Kind
@@ -276,7 +276,8 @@ def _drop_invalid_steps(state: State, pending: tuple[VendorVersion, ...]) -> tup
         for statement in version.statements:
             for effect in statement.effects:
                 name = effect.ref.name
-                if effect.ref.kind is Kind.INDEX and effect.present and state.catalog.indexes.get(name) is False:
+                index = state.catalog.indexes.get(name)
+                if effect.ref.kind is Kind.INDEX and effect.present and index is not None and not index.valid:
                     steps.setdefault(name, DropInvalidIndex(version.name, name))
     return tuple(steps.values())
 
@@ -387,7 +388,17 @@ def _steps(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
         )
     pending = tuple(vendor.between(current, target.version))
     first = pending[0]
-    progress = applied_prefix(first.statements, state.catalog)
+    before = expectations(
+        s for version in vendor.versions if version.version < first.version for s in version.statements
+    )
+    progress = applied_prefix(first.statements, state.catalog, before)
+    if progress.ambiguous:
+        points = " and ".join(str(k) for k in progress.ambiguous)
+        return refuse(
+            f"the catalog fits {points} of the {len(first.statements)} statements of v{first.name} equally (it "
+            f"re-creates {', '.join(map(str, progress.objects))} as before), so how far a crashed run got cannot "
+            "be told; finish that version by hand, then run migrate; changed nothing"
+        )
     if progress.applied is None:
         details = "; ".join(str(mismatch) for mismatch in progress.mismatches[:5])
         return refuse(

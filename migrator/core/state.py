@@ -5,35 +5,68 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from migrator.core.statements import Kind, ObjectRef
-
-VERSION_TABLES = frozenset({"schema_version", "schema_update_history"})
+from migrator.core.statements import Kind, ObjectRef, Shape, column_shape, normal_index, shape
 
 
 @dataclass(frozen=True)
 class ColumnInfo:
-    not_null: bool
-    has_default: bool
+    """A column as the catalog prints it: ``format_type``, ``attnotnull``, ``pg_get_expr`` of its default (or of
+    its generation expression, ``generated``)."""
+
+    type: str
+    not_null: bool = False
+    default: str | None = None
+    generated: bool = False
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """``indisvalid`` and ``pg_get_indexdef``."""
+
+    valid: bool
+    definition: str
 
 
 @dataclass(frozen=True)
 class Seen:
-    """One object as found: present or not, and for columns the shape the repair compares."""
+    """One object as found: present or not, and its definition(s) (a function may have overloads)."""
 
     present: bool
-    not_null: bool | None = None
-    has_default: bool | None = None
+    shapes: tuple[Shape, ...] = ()
+
+    def fits(self, present: bool, attributes: Mapping[str, str]) -> bool:
+        """Present as expected and, if present, with every attribute the expectation names."""
+        if present != self.present:
+            return False
+        if not present or not attributes:
+            return True
+        return any(all(dict(found).get(key) == value for key, value in attributes.items()) for found in self.shapes)
+
+    def __str__(self) -> str:
+        if not self.present:
+            return "absent"
+        return "present" + (f" ({describe_shape(self.shapes[0])})" if self.shapes and self.shapes[0] else "")
+
+
+def describe_shape(attributes: Shape | Mapping[str, str]) -> str:
+    """``default '', not_null true, type varchar(16)`` for a message (the table of an index is in its definition)."""
+    items = attributes.items() if isinstance(attributes, Mapping) else attributes
+    return ", ".join(f"{key} {value or 'none'}" for key, value in sorted(items) if key != "table")
 
 
 @dataclass(frozen=True)
 class Catalog:
-    """The objects of the schema Temporal's tables live in (``current_schema()``)."""
+    """The objects of the schema Temporal's tables live in (``current_schema()``), as the catalog prints them.
+
+    Definitions are normalised only when compared (`Catalog.seen`), so that a run with nothing to do never
+    loads the parser.
+    """
 
     tables: frozenset[str] = frozenset()
     columns: Mapping[str, ColumnInfo] = field(default_factory=dict)
-    indexes: Mapping[str, bool] = field(default_factory=dict)
+    indexes: Mapping[str, IndexInfo] = field(default_factory=dict)
     extensions: frozenset[str] = frozenset()
-    functions: frozenset[str] = frozenset()
+    functions: Mapping[str, frozenset[str]] = field(default_factory=dict)  # name -> md5 of each overload's body
     rows: Mapping[str, bool] = field(default_factory=dict)
 
     def seen(self, ref: ObjectRef) -> Seen:
@@ -41,20 +74,25 @@ class Catalog:
             column = self.columns.get(ref.name)
             if column is None:
                 return Seen(False)
-            return Seen(True, not_null=column.not_null, has_default=column.has_default)
+            return Seen(True, (column_shape(column.type, column.not_null, column.default, column.generated),))
         if ref.kind is Kind.INDEX:  # an INVALID index is a build that crashed: it counts as not there
-            return Seen(self.indexes.get(ref.name) is True)
+            index = self.indexes.get(ref.name)
+            if index is None or not index.valid:
+                return Seen(False)
+            return Seen(True, (normal_index(index.definition),))
+        if ref.kind is Kind.FUNCTION:
+            bodies = self.functions.get(ref.name)
+            return Seen(bool(bodies), tuple(shape(body=body) for body in sorted(bodies or ())))
         present = {
             Kind.TABLE: lambda: ref.name in self.tables,
             Kind.EXTENSION: lambda: ref.name in self.extensions,
-            Kind.FUNCTION: lambda: ref.name in self.functions,
             Kind.ROW: lambda: self.rows.get(ref.name, False),
         }[ref.kind]()
         return Seen(present)
 
     @property
     def invalid_indexes(self) -> tuple[str, ...]:
-        return tuple(sorted(name for name, valid in self.indexes.items() if not valid))
+        return tuple(sorted(name for name, index in self.indexes.items() if not index.valid))
 
 
 @dataclass(frozen=True)

@@ -106,10 +106,12 @@ def statements_needed(
 ) -> list[VendorVersion]:
     """The versions whose statements a plan from a store at ``version`` reads, not read yet.
 
-    The pending versions (after ``version``, up to ``target``): their statements are what a repair, the
-    privilege preflight and the impact report look at. Every version when ``version`` is missing or not one
-    (the tables of the whole tree tell a Temporal database without its version row), or when the catalog has
-    INVALID indexes (only the tree's own indexes are Temporal's to repair). None for a store at its target.
+    None for a store at (or beyond) its target. With versions pending, every version up to the target: the
+    pending ones are what a repair, the privilege preflight and the impact report look at, and the earlier ones
+    say what the first pending version's objects looked like before it (the repair compares definitions). Every
+    version when ``version`` is missing or not one (the tables of the whole tree tell a Temporal database
+    without its version row), or when the catalog has INVALID indexes (only the tree's own indexes are
+    Temporal's to repair).
     """
     try:
         current = parse_version(version) if version is not None else None
@@ -117,6 +119,8 @@ def statements_needed(
         current = None
     if current is None or invalid_indexes:
         wanted = list(vendor.versions)
+    elif current < target.version:
+        wanted = [item for item in vendor.versions if item.version <= target.version]
     else:
-        wanted = [item for item in vendor.versions if current < item.version <= target.version]
+        wanted = []
     return [item for item in wanted if item.read_statements is None]

@@ -1,9 +1,13 @@
-"""Read a store's state: catalog, version row, privileges. Read-only.
+"""Read a store's state: catalog, definitions, version row, privileges. Read-only.
 
-The queries run through `migrator.db.driver` (``rows``), each in its own autocommit statement, so no transaction
-(and no snapshot) stays open on our connection: the vendor's ``CREATE INDEX CONCURRENTLY`` would otherwise
-wait for us. Everything is read in ``current_schema()``, so ``search_path`` in --connect-attributes moves the
-whole run to that schema, as it moves the tool.
+`observe` reads everything in ONE statement (one round trip, one statement snapshot): a reader that ran its
+queries one by one could see, say, an index another session's tool created without the table it created just
+before. It runs in autocommit through `migrator.db.driver` (``rows``), so no transaction (and no snapshot) stays
+open on our connection: the vendor's ``CREATE INDEX CONCURRENTLY`` would otherwise wait for us. Everything is read
+in ``current_schema()``, so ``search_path`` in --connect-attributes moves the whole run to that schema, as it
+moves the tool. Definitions come back as the catalog prints them; the core normalises them only when it
+compares them. Seed rows (the vendor's INSERTs) are probed in a second statement, only when pending versions
+hold one.
 """
 
 from __future__ import annotations
@@ -14,46 +18,65 @@ from typing import Any
 from psycopg import sql
 
 from migrator.core.sizes import Sizes, TableSize
-from migrator.core.state import Access, Catalog, ColumnInfo, State
+from migrator.core.state import Access, Catalog, ColumnInfo, IndexInfo, State
 from migrator.core.statements import Kind, RowProbe
 from migrator.core.vendor import VendorSchema
 from migrator.errors import LockWaitError
 
-_ACCESS = """
-SELECT current_user,
-       pg_get_userbyid(d.datdba),
-       coalesce(current_schema(), 'public'),
-       current_setting('server_version_num')::int,
-       coalesce(has_schema_privilege(current_schema(), 'CREATE'), false),
-       has_database_privilege(current_database(), 'CREATE'),
-       pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'
-  FROM pg_database d WHERE d.datname = current_database()
+# schema_version may not exist yet: its rows are read through query_to_xml, which plans the query only when the
+# CASE reaches it (a plain reference to a missing table would fail the whole statement).
+_OBSERVE = """
+WITH s AS (SELECT coalesce(current_schema(), 'public') AS name,
+                  (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AS oid),
+tables AS (SELECT c.oid, c.relname FROM pg_class c, s WHERE c.relnamespace = s.oid AND c.relkind IN ('r', 'p'))
+SELECT json_build_object(
+  'access', (SELECT json_build_array(current_user, pg_get_userbyid(d.datdba), s.name,
+                                     current_setting('server_version_num')::int,
+                                     coalesce(has_schema_privilege(s.name, 'CREATE'), false),
+                                     has_database_privilege(current_database(), 'CREATE'),
+                                     pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on')
+               FROM pg_database d, s WHERE d.datname = current_database()),
+  'tables', (SELECT coalesce(json_agg(relname), '[]') FROM tables),
+  'columns', (SELECT coalesce(json_agg(json_build_array(t.relname || '.' || a.attname,
+                                                         format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                                                         pg_get_expr(d.adbin, d.adrelid), a.attgenerated <> '')), '[]')
+                FROM tables t JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+                LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum),
+  'indexes', (SELECT coalesce(json_agg(json_build_array(c.relname, i.indisvalid, pg_get_indexdef(i.indexrelid))),
+                              '[]')
+                FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid, s WHERE c.relnamespace = s.oid),
+  'functions', (SELECT coalesce(json_agg(json_build_array(p.proname, md5(p.prosrc))), '[]')
+                  FROM pg_proc p, s WHERE p.pronamespace = s.oid),
+  'extensions', (SELECT coalesce(json_agg(extname), '[]') FROM pg_extension),
+  'versions', (SELECT CASE WHEN EXISTS (SELECT 1 FROM tables WHERE relname = 'schema_version') THEN
+                 (SELECT coalesce(json_agg(json_build_array(x.db_name, x.curr_version)), '[]')
+                    FROM XMLTABLE('/table/row' PASSING query_to_xml(
+                           format('SELECT db_name, curr_version FROM %%I.schema_version WHERE version_partition = 0',
+                                  s.name), true, false, '')
+                         COLUMNS db_name text PATH 'db_name', curr_version text PATH 'curr_version') AS x)
+               END FROM s)
+)
 """
-_TABLES = "SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace AND relkind IN ('r', 'p')"
-_COLUMNS = """
-SELECT c.relname || '.' || a.attname, a.attnotnull, a.atthasdef
-  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
- WHERE c.relnamespace = %s::regnamespace AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
-"""
-_INDEXES = """
-SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
- WHERE c.relnamespace = %s::regnamespace
-"""
-_FUNCTIONS = "SELECT proname FROM pg_proc WHERE pronamespace = %s::regnamespace"
-_EXTENSIONS = "SELECT extname FROM pg_extension"
-_VERSION_ROWS = "SELECT db_name, curr_version FROM schema_version WHERE version_partition = 0"
 
 Rows = Callable[[sql.Composable | str, Sequence[Any]], list[tuple[Any, ...]]]
 
 
-def _row_present(rows: Rows, probe: RowProbe) -> bool:
-    query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE ({}) IN (VALUES {}))").format(
-        sql.Identifier(probe.table),
-        sql.SQL(", ").join(sql.Identifier(column) for column in probe.columns),
-        sql.SQL(probe.values_sql),
+def _rows_present(rows: Rows, probes: dict[str, RowProbe]) -> dict[str, bool]:
+    """One statement for every seed row: ``(columns) IN (VALUES values)`` per probe."""
+    if not probes:
+        return {}
+    query = sql.SQL("SELECT {}").format(
+        sql.SQL(", ").join(
+            sql.SQL("EXISTS (SELECT 1 FROM {} WHERE ({}) IN (VALUES {}))").format(
+                sql.Identifier(probe.table),
+                sql.SQL(", ").join(sql.Identifier(column) for column in probe.columns),
+                sql.SQL(probe.values_sql),  # the vendor's own literal, as its INSERT wrote it
+            )
+            for probe in probes.values()
+        )
     )
     found = rows(query, ())
-    return bool(found and found[0][0])
+    return {name: bool(value) for name, value in zip(probes, found[0], strict=True)}
 
 
 STORED = "stored"
@@ -66,31 +89,37 @@ def observe(rows: Rows, database: str, vendor: VendorSchema, *, seeds_after: str
     versions matter to a plan); verification passes the version a run started from (the rows it added; older
     ones the server may since have updated).
     """
-    access_rows = rows(_ACCESS, ())
-    assert access_rows, "current_database() is always in pg_database"
-    access = Access(*access_rows[0])
-    schema = access.schema
-    tables = frozenset(row[0] for row in rows(_TABLES, (schema,)))
+    found = rows(_OBSERVE, ())
+    assert found, "the statement always returns one row"
+    document: dict[str, Any] = found[0][0]
+    assert document["access"], "current_database() is always in pg_database"
+    access = Access(*document["access"])
+    tables = frozenset(document["tables"])
     version: str | None = None
     others: list[str] = []
-    if "schema_version" in tables:
-        for db_name, curr_version in rows(_VERSION_ROWS, ()):
-            if db_name == database:
-                version = curr_version
-            else:
-                others.append(db_name)
-    seeds: dict[str, bool] = {}
+    for db_name, curr_version in document["versions"] or ():
+        if db_name == database:
+            version = curr_version
+        else:
+            others.append(db_name)
+    probes: dict[str, RowProbe] = {}
     for pending in vendor.after(version if seeds_after == STORED else seeds_after):
         for statement in pending.read_statements or ():  # unread: the shell reads them, then observes again
             for effect in statement.effects:
                 if effect.ref.kind is Kind.ROW and statement.probe is not None:
-                    seeds[effect.ref.name] = statement.probe.table in tables and _row_present(rows, statement.probe)
+                    probes[effect.ref.name] = statement.probe
+    seeds = {name: False for name, probe in probes.items() if probe.table not in tables}
+    seeds.update(_rows_present(rows, {name: probe for name, probe in probes.items() if probe.table in tables}))
+    functions: dict[str, set[str]] = {}
+    for name, body in document["functions"]:
+        functions.setdefault(name, set()).add(body)
+    columns = {name: ColumnInfo(*rest) for name, *rest in document["columns"]}
     catalog = Catalog(
         tables=tables,
-        columns={name: ColumnInfo(nn, hd) for name, nn, hd in rows(_COLUMNS, (schema,))},
-        indexes=dict(rows(_INDEXES, (schema,))),
-        extensions=frozenset(row[0] for row in rows(_EXTENSIONS, ())),
-        functions=frozenset(row[0] for row in rows(_FUNCTIONS, (schema,))),
+        columns=columns,
+        indexes={name: IndexInfo(valid, definition) for name, valid, definition in document["indexes"]},
+        extensions=frozenset(document["extensions"]),
+        functions={name: frozenset(bodies) for name, bodies in functions.items()},
         rows=seeds,
     )
     return State(

@@ -15,7 +15,8 @@ from migrator.core.impact import Effect, Lock, VersionImpact, classify, impact_r
 from migrator.core.planner import Action, plan
 from migrator.core.settings import Settings
 from migrator.core.sizes import Sizes, TableSize, parse_size, pretty_rows, pretty_size
-from migrator.core.state import Catalog, ColumnInfo, State
+from migrator.core.state import Catalog, ColumnInfo, IndexInfo, State
+from migrator.core.statements import describe
 from migrator.db.activity import Blocker, Running
 from migrator.errors import LockWaitError, UsageError
 from migrator.run.migrate import _gave_up
@@ -126,7 +127,7 @@ def test_the_sqlstate_is_read_from_the_drivers_code_field(error: str, code: str 
 def test_each_statement_form_has_its_lock_and_effect(
     statement: str, table: str | None, lock: Lock | None, effect: Effect
 ) -> None:
-    assert classify(statement, BIG) == (table, lock, effect)
+    assert classify(describe(statement), BIG) == (table, lock, effect)
 
 
 ONLINE_STORE: TreeSpec = {
@@ -175,15 +176,18 @@ def test_the_guard_refuses_a_rewrite_of_a_larger_table_only(tree_writer: Callabl
     assert too_large(impact_report(vendor.versions[1:2], BIG, applied=1), parse_size("1MB")) is None
 
 
+BY_TAG = "CREATE INDEX by_tag ON public.visits USING btree (tag)"
+
+
 def test_an_invalid_index_left_by_a_failed_build_is_dropped_as_a_plan_step(
     tree_writer: Callable[[TreeSpec], Path],
 ) -> None:
     vendor = load_vendor_schema(tree_writer(ONLINE_STORE), "temporal")
     catalog = Catalog(
         tables=frozenset({"visits", "schema_version"}),
-        columns={"visits.id": ColumnInfo(True, False), "visits.doc": ColumnInfo(False, False),
-                 "visits.tag": ColumnInfo(False, True)},
-        indexes={"by_tag": False},
+        columns={"visits.id": ColumnInfo("integer", True), "visits.doc": ColumnInfo("jsonb"),
+                 "visits.tag": ColumnInfo("character varying(255)", False, "(doc ->> 'Tag'::text)", True)},
+        indexes={"by_tag": IndexInfo(False, BY_TAG)},
     )  # fmt: skip
     planned = plan(State("temporal", True, "1.0", catalog=catalog), vendor, vendor.newest)
     described = [step.to_dict() for step in planned.steps]
@@ -195,7 +199,7 @@ def test_an_invalid_index_left_by_a_failed_build_is_dropped_as_a_plan_step(
         (Action.RECORD_VERSION, "1.1", 0),
         (Action.UPDATE, "1.2", 0),
     ]
-    healthy = replace(catalog, indexes={"by_tag": True})
+    healthy = replace(catalog, indexes={"by_tag": IndexInfo(True, BY_TAG)})
     assert Action.DROP_INVALID_INDEX not in {s.action for s in plan(State("temporal", True, "1.0", catalog=healthy),
                                                                     vendor, vendor.newest).steps}  # fmt: skip
 

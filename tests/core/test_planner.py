@@ -31,7 +31,10 @@ from migrator.errors import AccessError, UnsafeStateError, UsageError
 from migrator.source.tree import load_vendor_schema
 from tests.conftest import TreeSpec, write_tree
 
-from .test_repair import catalog_after
+from .test_repair import BY_NAME, BY_NAME_ENCODING, catalog_after, catalog_of, invalid
+
+APP_INDEX = "CREATE UNIQUE INDEX app_own_idx ON public.app_notes USING btree (k)"
+EXPECTED_INDEX = "definition CREATE INDEX ON accounts (name, encoding)"
 
 
 def actions(vendor: VendorSchema, state: State, target: str = "1.10") -> list[tuple[str, str]]:
@@ -109,7 +112,7 @@ def test_complete_but_unrecorded_version_is_only_recorded(mini_vendor: VendorSch
 
 def test_invalid_vendor_index_is_dropped_in_the_plan_before_its_rebuild(mini_vendor: VendorSchema) -> None:
     done = catalog_after(mini_vendor, "1.2", 4)
-    crashed = replace(done, indexes={"accounts_by_name": False, "app_own_idx": False})
+    crashed = replace(done, indexes={"accounts_by_name": invalid(BY_NAME_ENCODING), "app_own_idx": invalid(APP_INDEX)})
     result = plan(at("1.1", crashed), mini_vendor, resolve_target(mini_vendor, Version("1.2")))
     assert result.steps[0].to_dict() == {"action": "drop-invalid-index", "version": "1.2", "index": "accounts_by_name"}
     assert [s.action for s in result.steps].count(Action.DROP_INVALID_INDEX) == 1  # never the app's own index
@@ -118,7 +121,9 @@ def test_invalid_vendor_index_is_dropped_in_the_plan_before_its_rebuild(mini_ven
 
 
 def test_an_invalid_index_that_is_not_the_vendors_is_only_a_warning(mini_vendor: VendorSchema) -> None:
-    catalog = replace(complete(mini_vendor), indexes={"accounts_by_name": True, "app_notes_k": False})
+    catalog = replace(
+        complete(mini_vendor), indexes={"accounts_by_name": BY_NAME_ENCODING, "app_notes_k": invalid(APP_INDEX)}
+    )
     result = plan(at("1.10", catalog), mini_vendor, mini_vendor.newest)
     assert (result.situation, result.steps, result.refusal) == (Situation.CURRENT, (), None)
     assert "app_notes_k" in result.warnings[0]
@@ -129,9 +134,9 @@ def test_unrecognised_statement_refuses_a_repair_but_not_an_update(tree_writer: 
         tree_writer({"1.0": "CREATE TABLE a (x INT);", "1.1": "CREATE TABLE b (x INT); ALTER TABLE a RENAME x TO y;"}),
         "temporal",
     )
-    untouched = Catalog(tables=frozenset({"a"}), columns={"a.x": ColumnInfo(False, False)})
+    untouched = Catalog(tables=frozenset({"a"}), columns={"a.x": ColumnInfo("integer")})
     assert actions(vendor, at("1.0", untouched), "1.1") == [("update-schema", "1.1")]
-    half = replace(untouched, tables=frozenset({"a", "b"}))
+    half = replace(untouched, tables=frozenset({"a", "b"}), columns={**untouched.columns, "b.x": ColumnInfo("integer")})
     result = plan(at("1.0", half), vendor, vendor.newest)
     assert result.refusal is not None
     assert "ALTER TABLE a RENAME x TO y" in result.refusal
@@ -149,7 +154,7 @@ def test_if_not_exists_statements_do_not_decide_how_far_a_run_got(tree_writer: C
         ),
         "temporal",
     )
-    before = Catalog(tables=frozenset({"a"}), columns={"a.x": ColumnInfo(False, False)})
+    before = Catalog(tables=frozenset({"a"}), columns={"a.x": ColumnInfo("integer")})
     assert actions(vendor, at("1.0", replace(before, extensions=frozenset({"btree_gin"}))), "1.1") == [
         ("update-schema", "1.1")
     ]
@@ -217,8 +222,8 @@ def test_version_missing_from_the_vendor_tree_is_refused(mini_vendor: VendorSche
 def test_catalog_matching_no_crash_point_is_refused(mini_vendor: VendorSchema) -> None:
     hand_made = Catalog(
         tables=frozenset({"accounts"}),
-        columns={"accounts.id": ColumnInfo(True, False)},
-        indexes={"accounts_by_name": True},
+        columns={"accounts.id": ColumnInfo("integer", True)},
+        indexes={"accounts_by_name": BY_NAME},
     )
     result = plan(at("0.0", hand_made), mini_vendor, mini_vendor.newest)
     assert result.refusal is not None
@@ -281,11 +286,15 @@ def test_verification_names_every_object_a_clean_install_has(mini_vendor: Vendor
     problems = verification_problems(only_version_row, mini_vendor, mini_vendor.newest)
     assert "table accounts: expected present, found absent" in problems
     assert "table old_tasks: expected absent, found present" not in problems
-    invalid = replace(
-        complete(mini_vendor), tables=complete(mini_vendor).tables | {"later"}, indexes={"accounts_by_name": False}
+    done = complete(mini_vendor)
+    crashed = replace(
+        done,
+        tables=done.tables | {"later"},
+        columns={**done.columns, "later.id": ColumnInfo("integer")},
+        indexes={"accounts_by_name": invalid(BY_NAME_ENCODING)},
     )
-    assert verification_problems(at("1.10", invalid), mini_vendor, mini_vendor.newest) == [
-        "index accounts_by_name: expected present, found INVALID"
+    assert verification_problems(at("1.10", crashed), mini_vendor, mini_vendor.newest) == [
+        f"index accounts_by_name: expected present ({EXPECTED_INDEX}), found INVALID"
     ]
 
 
@@ -300,15 +309,7 @@ def _release_tree(release: str) -> Path:
 
 def _installed(vendor: VendorSchema, version: str) -> Catalog:
     """The catalog a clean install of ``vendor`` up to ``version`` leaves: the last effect on every object."""
-    expected = expected_objects(vendor, resolve_target(vendor, Version(version)))
-    present = [ref for ref, effect in expected.items() if effect.present]
-    return Catalog(
-        tables=frozenset(ref.name for ref in present if ref.kind is Kind.TABLE),
-        columns={ref.name: ColumnInfo(False, False) for ref in present if ref.kind is Kind.COLUMN},
-        indexes={ref.name: True for ref in present if ref.kind is Kind.INDEX},
-        extensions=frozenset(ref.name for ref in present if ref.kind is Kind.EXTENSION),
-        functions=frozenset(ref.name for ref in present if ref.kind is Kind.FUNCTION),
-    )
+    return catalog_of(expected_objects(vendor, resolve_target(vendor, Version(version))))
 
 
 def test_a_store_that_ran_the_per_version_files_is_updated_by_the_combined_v1_13() -> None:

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from migrator.core.settings import Settings
 from migrator.core.sizes import TableSize
-from migrator.core.state import Access, Catalog, State
+from migrator.core.state import Access, Catalog, ColumnInfo, IndexInfo, State
 from migrator.core.vendor import VendorSchema, VendorVersion
 from migrator.db import activity, catalog
 from migrator.db.catalog import STORED
@@ -29,7 +29,7 @@ MAINTENANCE = "postgres"
 # The mini store's last version creates one table; the others come from test_repair's REPLAY.
 MUTATIONS: list[tuple[str, Callable[[Work], object]]] = [
     *((version, mutation) for version, replay in REPLAY.items() for mutation in replay),
-    ("1.10", lambda work: work.tables.add("later")),
+    ("1.10", lambda work: work.create("later", id=ColumnInfo("integer", False))),
 ]
 VERSION_TABLES = frozenset({"schema_version", "schema_update_history"})
 
@@ -86,7 +86,11 @@ class FakeServer:
         for _, mutation in MUTATIONS[: self.applied]:
             mutation(work)
         tables = (work.tables | (VERSION_TABLES if self.set_up else set())) - self.missing
-        indexes = {**work.indexes, **dict.fromkeys(self.invalid, False)}
+        broken = {
+            name: IndexInfo(False, work.indexes[name].definition if name in work.indexes else "")
+            for name in self.invalid
+        }
+        indexes = {**work.indexes, **broken}
         return Catalog(tables=frozenset(tables), columns=work.columns, indexes=indexes, rows=work.rows)
 
     def state(self) -> State:

@@ -71,8 +71,9 @@ def names(versions: list[VendorVersion]) -> list[str]:
 @pytest.mark.parametrize(
     ("version", "invalid", "expected"),
     [
-        ("1.0", False, ["1.1", "1.2", "1.10"]),
-        ("1.2", False, ["1.10"]),
+        ("1.0", False, ["1.0", "1.1", "1.2", "1.10"]),  # the earlier versions say what came before
+        ("1.2", False, ["1.0", "1.1", "1.2", "1.10"]),
+        ("1.10", False, []),
         (None, False, ["1.0", "1.1", "1.2", "1.10"]),
         ("1.x", False, ["1.0", "1.1", "1.2", "1.10"]),
         ("1.10", True, ["1.0", "1.1", "1.2", "1.10"]),
@@ -123,9 +124,9 @@ class EmptyDatabase:
         self.observed += 1
 
         def rows(query: object, params: object) -> list[tuple[object, ...]]:
-            if "current_user" in str(query):
-                return [("temporal", "temporal", "public", 150000, True, True, False)]
-            return []
+            access = ["temporal", "temporal", "public", 150000, True, True, False]
+            empty: dict[str, object] = {key: [] for key in ("tables", "columns", "indexes", "functions", "extensions")}
+            return [({**empty, "access": access, "versions": None},)]
 
         return observe(rows, "temporal", vendor)
 
