@@ -1,6 +1,6 @@
 """A throwaway local PostgreSQL cluster started from the server binaries, and CloudNativePG-style roles.
 
-Used by the pytest harness (``integration/conftest.py``) when neither an external server
+Used by the integration suite (``integration/support/servers.py``) when neither an external server
 (``MIGRATOR_TEST_PG_URL``) nor a Docker engine is available, and by ``scripts/demo.sh`` through the
 command line::
 

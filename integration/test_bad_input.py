@@ -59,13 +59,6 @@ def _damaged_tree(world: World, db: AppDb) -> dict[str, str]:
     return {"MIGRATOR_SCHEMA_DIR": str(copy)}
 
 
-def _not_executable(world: World, db: AppDb) -> dict[str, str]:
-    tool = world.tmp_path / "temporal-sql-tool"
-    tool.write_text("#!/bin/sh\nexit 0\n")
-    tool.chmod(0o644)
-    return {"TEMPORAL_SQL_TOOL": str(tool)}
-
-
 def _empty_dir(world: World, db: AppDb) -> dict[str, str]:
     (world.tmp_path / "empty").mkdir()
     return {"MIGRATOR_SCHEMA_DIR": str(world.tmp_path / "empty")}

@@ -114,7 +114,6 @@ class State:
     """The observed state of one store's database (``exists`` False: not created yet, seen from ``postgres``)."""
 
     database: str
-    version_table: bool = False
     version: str | None = None
     other_databases: tuple[str, ...] = ()
     catalog: Catalog = field(default_factory=Catalog)

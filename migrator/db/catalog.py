@@ -124,7 +124,6 @@ def observe(rows: Rows, database: str, vendor: VendorSchema, *, seeds_after: str
     )
     return State(
         database=database,
-        version_table="schema_version" in tables,
         version=version,
         other_databases=tuple(sorted(others)),
         catalog=catalog,

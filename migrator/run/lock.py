@@ -36,7 +36,7 @@ def lock_key(database: str) -> int:
 
 
 class HeldLock:
-    """The lock while we hold it; `check` before each step and after each tool run (see `ensure_held`)."""
+    """The lock while we hold it; `ensure_held` before each step and after each tool run."""
 
     def __init__(self, driver: Database, database: str, key: int) -> None:
         self.driver = driver

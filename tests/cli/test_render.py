@@ -200,7 +200,7 @@ def observed(monkeypatch: pytest.MonkeyPatch, mini_schema_dir: Path, mini_vendor
 
     def inspect(settings: Settings, vendor: VendorSchema, target: VendorVersion) -> tuple[State, Any]:
         tables = frozenset({"schema_version", "accounts", "meta", "old_tasks"})
-        state = State("temporal", version_table=True, version="1.0", catalog=Catalog(tables=tables))
+        state = State("temporal", version="1.0", catalog=Catalog(tables=tables))
         return state, plan(state, mini_vendor, target)  # its statements read
 
     monkeypatch.setattr(commands, "inspect", inspect)

@@ -189,7 +189,7 @@ def test_an_invalid_index_left_by_a_failed_build_is_dropped_as_a_plan_step(
                  "visits.tag": ColumnInfo("character varying(255)", False, "(doc ->> 'Tag'::text)", True)},
         indexes={"by_tag": IndexInfo(False, BY_TAG)},
     )  # fmt: skip
-    planned = plan(State("temporal", True, "1.0", catalog=catalog), vendor, vendor.newest)
+    planned = plan(State("temporal", "1.0", catalog=catalog), vendor, vendor.newest)
     described = [step.to_dict() for step in planned.steps]
     assert [(step["action"], step["version"], step.get("index") or step.get("statement", 0)) for step in described] == [
         (Action.DROP_INVALID_INDEX, "1.1", "by_tag"),
@@ -200,7 +200,7 @@ def test_an_invalid_index_left_by_a_failed_build_is_dropped_as_a_plan_step(
         (Action.UPDATE, "1.2", 0),
     ]
     healthy = replace(catalog, indexes={"by_tag": IndexInfo(True, BY_TAG)})
-    assert Action.DROP_INVALID_INDEX not in {s.action for s in plan(State("temporal", True, "1.0", catalog=healthy),
+    assert Action.DROP_INVALID_INDEX not in {s.action for s in plan(State("temporal", "1.0", catalog=healthy),
                                                                     vendor, vendor.newest).steps}  # fmt: skip
 
 

@@ -46,7 +46,6 @@ def actions(vendor: VendorSchema, state: State, target: str = "1.10") -> list[tu
 def at(version: str | None, catalog: Catalog | None = None, access: Access | None = None) -> State:
     return State(
         database="temporal",
-        version_table=version is not None,
         version=version,
         catalog=catalog or Catalog(),
         access=access or Access(),
@@ -64,7 +63,7 @@ def test_empty_database_is_set_up_then_updated(mini_vendor: VendorSchema) -> Non
 
 
 def test_version_table_without_row_and_without_tables_is_set_up(mini_vendor: VendorSchema) -> None:
-    state = State(database="temporal", version_table=True, catalog=Catalog(tables=frozenset({"schema_version"})))
+    state = State(database="temporal", catalog=Catalog(tables=frozenset({"schema_version"})))
     assert actions(mini_vendor, state) == [("setup-schema", "0.0"), ("update-schema", "1.10")]
 
 
@@ -195,9 +194,7 @@ def test_versions_compare_as_numbers_not_text(mini_vendor: VendorSchema) -> None
 
 
 def test_vendor_tables_without_version_row_are_refused(mini_vendor: VendorSchema) -> None:
-    state = State(
-        database="temporal", version_table=True, other_databases=("temporal_old",), catalog=complete(mini_vendor)
-    )
+    state = State(database="temporal", other_databases=("temporal_old",), catalog=complete(mini_vendor))
     result = plan(state, mini_vendor, mini_vendor.newest)
     assert result.situation is Situation.REFUSED
     assert result.steps == ()

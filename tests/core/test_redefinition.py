@@ -82,7 +82,7 @@ def vendor(tree_writer: Callable[[TreeSpec], Path]) -> VendorSchema:
 
 
 def steps(vendor: VendorSchema, stored: str, found: Catalog) -> list[tuple[Action, str, int]]:
-    planned = plan(State("temporal", True, stored, catalog=found), vendor, vendor.newest)
+    planned = plan(State("temporal", stored, catalog=found), vendor, vendor.newest)
     assert planned.refusal is None, planned.refusal
     return [(step.action, step.to_dict()["version"], step.to_dict().get("statement", 0)) for step in planned.steps]
 
@@ -104,7 +104,7 @@ def test_a_function_replaced_with_a_new_body_is_planned_from_every_crash_point(
 def test_a_definition_no_point_of_the_version_has_is_refused_as_changed_by_hand(vendor: VendorSchema) -> None:
     done = catalog(IX_AB, " SELECT 2 ", u=True)
     found = replace(done, columns={**done.columns, "u.c": ColumnInfo("text")})
-    planned = plan(State("temporal", True, "1.1", catalog=found), vendor, vendor.newest)
+    planned = plan(State("temporal", "1.1", catalog=found), vendor, vendor.newest)
     assert planned.situation is Situation.REFUSED
     assert planned.refusal is not None
     assert "matches no point" in planned.refusal
@@ -126,22 +126,22 @@ def test_a_version_that_recreates_an_index_as_it_was_is_refused_where_two_points
         ),
         "temporal",
     )
-    untouched_or_done = plan(State("temporal", True, "1.0", catalog=catalog(IX_A, " SELECT 1 ")), same, same.newest)
+    untouched_or_done = plan(State("temporal", "1.0", catalog=catalog(IX_A, " SELECT 1 ")), same, same.newest)
     assert untouched_or_done.situation is Situation.REFUSED
     assert untouched_or_done.steps == ()
     assert untouched_or_done.refusal is not None
     assert "fits 0 and 2 of the 2 statements of v1.1" in untouched_or_done.refusal
     assert "index ix" in untouched_or_done.refusal
     # between the two statements only one point fits
-    half = plan(State("temporal", True, "1.0", catalog=catalog(None, " SELECT 1 ")), same, same.newest)
+    half = plan(State("temporal", "1.0", catalog=catalog(None, " SELECT 1 ")), same, same.newest)
     assert half.refusal is None
     assert [step.action for step in half.steps][:2] == [Action.SKIP_STATEMENT, Action.RUN_STATEMENT]
 
 
 def test_verification_flags_an_old_index_definition_and_an_old_function_body(vendor: VendorSchema) -> None:
     done = catalog(IX_AB, " SELECT 2 ", u=True)
-    assert verification_problems(State("temporal", True, "1.2", catalog=done), vendor, vendor.newest) == []
+    assert verification_problems(State("temporal", "1.2", catalog=done), vendor, vendor.newest) == []
     stale = catalog(IX_A, " SELECT 1 ", u=True)
-    problems = verification_problems(State("temporal", True, "1.2", catalog=stale), vendor, vendor.newest)
+    problems = verification_problems(State("temporal", "1.2", catalog=stale), vendor, vendor.newest)
     assert [problem.split(":")[0] for problem in problems] == ["index ix", "function f"]
     assert "found present (definition CREATE INDEX ON t (a))" in problems[0]

@@ -94,9 +94,7 @@ class FakeServer:
         return Catalog(tables=frozenset(tables), columns=work.columns, indexes=indexes, rows=work.rows)
 
     def state(self) -> State:
-        return State(
-            self.database, version_table=self.set_up, version=self.recorded, catalog=self.catalog(), access=self.access
-        )
+        return State(self.database, version=self.recorded, catalog=self.catalog(), access=self.access)
 
     # -- Connect ----------------------------------------------------------------------------------------
 

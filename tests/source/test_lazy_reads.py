@@ -42,7 +42,7 @@ def sql_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 def at(version: str | None, tables: frozenset[str]) -> State:
-    return State("temporal", version_table=True, version=version, catalog=Catalog(tables=tables))
+    return State("temporal", version=version, catalog=Catalog(tables=tables))
 
 
 def test_a_store_at_its_target_reads_only_the_other_stores_first_version(
