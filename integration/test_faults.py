@@ -77,42 +77,31 @@ def test_sixteen_concurrent_migrations(
     assert any(events_named(out, "lock.waiting") for out in idle)
 
 
-def test_kill_9_mid_run_releases_the_lock_and_the_next_run_converges(
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_stopped_run_leaves_no_tool_and_no_lock_and_the_next_run_converges(
+    stop: signal.Signals,
     app_db: AppDb,
     make_db: MakeDb,
     start_migrator: StartMigrator,
     run_migrator: RunMigrator,
     schema_dir: Path,
 ) -> None:
+    """kill -9: the tool dies with the migrator (parent-death signal) and the lock with its session. SIGTERM: the
+    tool is stopped first, one run.failed line, exit 143."""
     store: Store = "visibility"
-    process, _stream, tool = _start_until_update_runs(start_migrator, app_db)
-    process.kill()
-    process.wait(10)
-    assert _wait_until(lambda: not _alive(tool["pid"])), "the tool outlived the killed migrator"
-    assert _wait_until(lambda: _lock_holders(app_db) == 0), "the lock outlived the killed migrator"
+    process, stream, tool = _start_until_update_runs(start_migrator, app_db)
+    process.send_signal(stop)
+    if stop is signal.SIGTERM:
+        assert process.wait(30) == 143
+        assert not _alive(tool["pid"])
+        assert stream.wait_for("run.failed")["exit_code"] == 143
+    else:
+        process.wait(10)
+    assert _wait_until(lambda: not _alive(tool["pid"])), "the tool outlived the stopped migrator"
+    assert _wait_until(lambda: _lock_holders(app_db) == 0), "the lock outlived the stopped migrator"
     done = run_migrator(app_db, "migrate", "--schema", store)
     assert done.returncode == 0, done.stderr[-2000:]
     assert app_db.version_rows() == [(app_db.name, TARGETS[store])]
-    assert app_db.schema_dump() == reference_dump(make_db, schema_dir, store)
-
-
-def test_sigterm_stops_the_tool_exits_143_and_the_next_run_converges(
-    app_db: AppDb,
-    make_db: MakeDb,
-    start_migrator: StartMigrator,
-    run_migrator: RunMigrator,
-    schema_dir: Path,
-) -> None:
-    store: Store = "visibility"
-    process, stream, tool = _start_until_update_runs(start_migrator, app_db)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 143
-    assert not _alive(tool["pid"])
-    failed = stream.wait_for("run.failed")
-    assert failed["exit_code"] == 143
-    assert _lock_holders(app_db) == 0
-    done = run_migrator(app_db, "migrate", "--schema", store)
-    assert done.returncode == 0, done.stderr[-2000:]
     assert app_db.schema_dump() == reference_dump(make_db, schema_dir, store)
 
 

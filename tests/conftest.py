@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -69,6 +70,22 @@ def fresh_logging() -> Iterator[None]:
 @pytest.fixture
 def mini_schema_dir(tmp_path: Path) -> Path:
     return write_tree(tmp_path / "schema", "temporal", MINI_STORE)
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, mini_schema_dir: Path, tmp_path: Path) -> pytest.MonkeyPatch:
+    """The environment of a CLI run on the mini tree: no SQL_/MIGRATOR_/TEMPORAL_ variable of the developer's
+    shell, a user and database, and a termination-log file that exists (Kubernetes makes it; the migrator only
+    writes into it). Returns the monkeypatch, for what a test sets beyond that."""
+    for key in list(os.environ):
+        if key.startswith(("SQL_", "MIGRATOR_", "TEMPORAL_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("SQL_USER", "temporal")
+    monkeypatch.setenv("SQL_DATABASE", "temporal")
+    monkeypatch.setenv("MIGRATOR_SCHEMA_DIR", str(mini_schema_dir))
+    (tmp_path / "termination-log").touch()
+    monkeypatch.setenv("MIGRATOR_TERMINATION_LOG", str(tmp_path / "termination-log"))
+    return monkeypatch
 
 
 @pytest.fixture

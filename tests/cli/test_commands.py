@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -32,17 +31,9 @@ def documented_code(phrase: str) -> int:
 
 
 @pytest.fixture
-def serve(monkeypatch: pytest.MonkeyPatch, mini_schema_dir: Path, tmp_path: Path) -> Any:
-    for key in list(os.environ):
-        if key.startswith(("SQL_", "MIGRATOR_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("SQL_USER", "temporal")
-    monkeypatch.setenv("SQL_DATABASE", "temporal")
-    monkeypatch.setenv("MIGRATOR_SCHEMA_DIR", str(mini_schema_dir))
-    monkeypatch.setenv("MIGRATOR_TERMINATION_LOG", str(tmp_path / "termination-log"))
-
+def serve(cli_env: pytest.MonkeyPatch) -> Any:
     def use(server: FakeServer) -> FakeServer:
-        monkeypatch.setattr(commands, "inspect", functools.partial(inspect, connect=server.connect))
+        cli_env.setattr(commands, "inspect", functools.partial(inspect, connect=server.connect))
         return server
 
     return use

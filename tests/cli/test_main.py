@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import stat
 from importlib.metadata import version
@@ -24,16 +23,9 @@ SECRET = "s3cret-Pa55word"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, mini_schema_dir: Path, tmp_path: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith(("SQL_", "MIGRATOR_", "TEMPORAL_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("SQL_USER", "temporal")
-    monkeypatch.setenv("SQL_PASSWORD", SECRET)
-    monkeypatch.setenv("MIGRATOR_SCHEMA_DIR", str(mini_schema_dir))
-    (tmp_path / "termination-log").touch()  # Kubernetes makes the file; the migrator only writes into it
-    monkeypatch.setenv("MIGRATOR_TERMINATION_LOG", str(tmp_path / "termination-log"))
-    monkeypatch.setenv("MIGRATOR_CONNECT_TIMEOUT", "0")
+def clean_env(cli_env: pytest.MonkeyPatch) -> None:
+    cli_env.setenv("SQL_PASSWORD", SECRET)
+    cli_env.setenv("MIGRATOR_CONNECT_TIMEOUT", "0")
 
 
 def failure(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -188,15 +186,9 @@ def test_default_output_is_table_on_a_terminal_and_json_elsewhere() -> None:
 
 
 @pytest.fixture
-def observed(monkeypatch: pytest.MonkeyPatch, mini_schema_dir: Path, mini_vendor: VendorSchema) -> None:
+def observed(cli_env: pytest.MonkeyPatch, mini_vendor: VendorSchema) -> None:
     """`status`/`plan` observe a database at 1.0 of the mini tree, without a server."""
-    for key in list(os.environ):
-        if key.startswith(("SQL_", "MIGRATOR_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("SQL_USER", "temporal")
-    monkeypatch.setenv("SQL_DATABASE", "temporal")
-    monkeypatch.setenv("MIGRATOR_SCHEMA_DIR", str(mini_schema_dir))
-    monkeypatch.setenv("MIGRATOR_TERMINATION_LOG", str(mini_schema_dir / "termination-log"))
+    monkeypatch = cli_env
 
     def inspect(settings: Settings, vendor: VendorSchema, target: VendorVersion) -> tuple[State, Any]:
         tables = frozenset({"schema_version", "accounts", "meta", "old_tasks"})

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from migrator.cli import main as cli
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, mini_schema_dir: Path, tmp_path: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith(("SQL_", "MIGRATOR_", "TEMPORAL_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("SQL_USER", "temporal")
-    monkeypatch.setenv("MIGRATOR_SCHEMA_DIR", str(mini_schema_dir))
-    monkeypatch.setenv("MIGRATOR_TERMINATION_LOG", str(tmp_path / "termination-log"))
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
 @pytest.mark.parametrize(
