@@ -14,7 +14,7 @@ from psycopg import sql
 
 from devtools.databases import AppDb
 from integration.support.processes import EventStream, RunMigrator, StartMigrator, events_named
-from integration.support.scenarios import TARGETS, half_apply, wrapped_tool
+from integration.support.scenarios import TARGETS, half_apply, held_until, wrapped_tool
 
 
 def test_idle_session_timeout_cannot_end_the_lock_session_during_a_slow_tool_run(
@@ -37,7 +37,8 @@ def test_a_lock_session_the_server_ends_stops_the_run_before_any_further_ddl(
     app_db: AppDb, start_migrator: StartMigrator, temporal_tool: Path, tmp_path: Path
 ) -> None:
     """main: exit 1 with a traceback from the next query (and the lock was gone while the tool ran)."""
-    slow = wrapped_tool(tmp_path, temporal_tool, before="sleep 3")
+    gate = tmp_path / "gate"  # the tool starts its work only once the lock session is gone
+    slow = wrapped_tool(tmp_path, temporal_tool, before=held_until(gate))
     process = start_migrator(app_db, "migrate", "--schema", "temporal", env=app_db.env(TEMPORAL_SQL_TOOL=str(slow)))
     stream = EventStream(process)
     assert stream.wait_for("tool.started")["command"][0] == "setup-schema"
@@ -47,6 +48,7 @@ def test_a_lock_session_the_server_ends_stops_the_run_before_any_further_ddl(
             " WHERE datname = %s AND application_name = 'temporal-migrator'",
             (app_db.name,),
         ).fetchall()
+    gate.touch()
     assert ended == [(True,)]
     assert process.wait(60) == 3
     rest = stream.rest()
@@ -62,7 +64,7 @@ def test_ctrl_c_during_migrate_stops_the_tool_and_ends_with_one_line_and_exit_13
     app_db: AppDb, start_migrator: StartMigrator, run_migrator: RunMigrator, temporal_tool: Path, tmp_path: Path
 ) -> None:
     """main: a Python traceback (KeyboardInterrupt) instead of one run.failed line."""
-    slow = wrapped_tool(tmp_path, temporal_tool, before="sleep 2")
+    slow = wrapped_tool(tmp_path, temporal_tool, before=held_until(tmp_path / "never"))  # runs until stopped
     terminated = tmp_path / "termination-log"
     env = app_db.env(TEMPORAL_SQL_TOOL=str(slow), MIGRATOR_TERMINATION_LOG=str(terminated))
     process = start_migrator(app_db, "migrate", "--schema", "temporal", env=env)

@@ -34,7 +34,7 @@ from devtools.ci import unavailable
 from devtools.data import columns_of, fill, snapshot
 from devtools.databases import AppDb, MakeDb
 from devtools.pins import Store, default_schema_dir, default_tool_path
-from integration.support.processes import RunMigrator, StartMigrator, bring_to, events_named, log_events
+from integration.support.processes import EventStream, RunMigrator, StartMigrator, bring_to, events_named, log_events
 from migrator.core.statements import Kind
 from migrator.core.versions import parse_version
 from migrator.db.session import TOOL_APPLICATION_NAME
@@ -249,10 +249,13 @@ def test_blocked_ddl_is_retried_and_converges_to_a_clean_install(
         before = snapshot(conn, "executions_visibility", columns)
     with blocker(db, kind) as pid:
         proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "2", "--ddl-retry-timeout", "120", env=env)
-        time.sleep(6)
+        stream = EventStream(proc)
+        # held until the migrator has named this blocker and retried at least once behind it
+        stream.wait_for("ddl.blocked", 100, where=lambda event: pid in {b["pid"] for b in event["blockers"]})
+        stream.wait_for("ddl.retrying", 100)
         assert proc.poll() is None, "migrate finished while the blocker held"
-    _, stderr = proc.communicate(timeout=180)
-    assert proc.returncode == 0, stderr[-3000:]
+    assert proc.wait(180) == 0, stream.rest()[-3000:]
+    stderr = stream.rest()
     blocked = events_named(stderr, "ddl.blocked")
     # our blocker, named; an autovacuum worker analysing the freshly filled table may show up beside it
     named = {b["pid"]: b for event in blocked for b in event["blockers"]}
@@ -341,10 +344,11 @@ def test_progress_reports_the_phase_of_an_index_build(
     env = db.env(MIGRATOR_SCHEMA="visibility")
     with blocker(db, "snapshot"):
         proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", "--progress-interval", "0.5", env=env)
+        stream = EventStream(proc)
         wait_until(lambda: index_build_waiting(db), 120, "the CREATE INDEX CONCURRENTLY to wait for the snapshot")
-        time.sleep(2)  # four progress intervals
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr[-3000:]
+        stream.wait_for("ddl.progress", 60, where=lambda event: event.get("phase", "").startswith("waiting for"))
+    assert proc.wait(120) == 0, stream.rest()[-3000:]
+    stderr = stream.rest()
     builds = [event for event in events_named(stderr, "ddl.progress") if event.get("phase")]
     assert builds, "no ddl.progress with the phase of pg_stat_progress_create_index"
     assert {event["version"] for event in builds} == {newest(schema_dir, "visibility")}
