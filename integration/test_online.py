@@ -33,7 +33,7 @@ import pytest
 from devtools.ci import unavailable
 from devtools.data import columns_of, fill, snapshot
 from devtools.databases import AppDb, MakeDb
-from devtools.pins import Store, default_schema_dir, default_tool_path
+from devtools.pins import Store, resolve_schema_dir, resolve_tool
 from integration.support.processes import EventStream, RunMigrator, StartMigrator, bring_to, events_named, log_events
 from migrator.core.statements import Kind
 from migrator.core.versions import parse_version
@@ -53,10 +53,10 @@ _VERSION_TABLES = ("schema_version", "schema_update_history")
 
 
 def release(version: str) -> tuple[Path, Path]:
-    """(tool, schema dir) of a release from scripts/build-tool.sh's cache and GOMODCACHE."""
-    tool, schema = default_tool_path(version), default_schema_dir(version)
-    if not tool.is_file() or schema is None or not schema.is_dir():
-        unavailable(f"temporal-sql-tool {version} or its schema tree is missing: scripts/build-tool.sh {version}")
+    """(the tool that installs it, schema dir) of an upgrade source (devtools.pins.resolve_tool)."""
+    (tool, tool_why), (schema, tree_why) = resolve_tool(version), resolve_schema_dir(version)
+    if tool is None or schema is None:
+        unavailable(tool_why if tool is None else tree_why)
     return tool, schema
 
 
