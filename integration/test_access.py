@@ -68,7 +68,7 @@ def test_unreachable_server_exits_3_after_the_connect_timeout(app_db: AppDb, run
     done = run_migrator(app_db, "status", env=app_db.env(SQL_PORT=str(free_port()), MIGRATOR_CONNECT_TIMEOUT="3"))
     elapsed = time.monotonic() - started
     assert done.returncode == 3, done.stderr[-2000:]
-    assert 3 <= elapsed < 20
+    assert 3 <= elapsed < 60  # the 3 s given, not the 120 s default (a loaded machine starts Python slowly)
     assert events_named(done.stderr, "db.retrying")
 
 
