@@ -78,7 +78,9 @@ def default_schema_dir(temporal_version: str) -> Path | None:
 
 
 # Which release: the pinned one (TEMPORAL_VERSION; overridable by TEMPORAL_SQL_TOOL and TEMPORAL_SCHEMA_DIR) or one
-# of the older releases the upgrade tests start from (TEMPORAL_UPGRADE_FROM; always from the build cache).
+# of the older releases the upgrade tests start from (TEMPORAL_UPGRADE_FROM; always from the build cache). An older
+# release's tree is installed by its own tool only when it is one of TEMPORAL_UPGRADE_OWN_TOOL; the others by the
+# pinned tool, which installs their trees exactly as their own tools do (integration/tool_equivalence.py).
 
 
 def upgrade_sources() -> list[str]:
@@ -86,9 +88,20 @@ def upgrade_sources() -> list[str]:
     return read_pins()["TEMPORAL_UPGRADE_FROM"].split()
 
 
-def resolve_tool(release: str | None = None) -> tuple[Path | None, str]:
-    """``(path, how it was found)`` of the tool of ``release`` (None: the pinned one); path is None (with the
-    reason) when the tool is missing."""
+def own_tool_sources() -> list[str]:
+    """The upgrade sources whose own tool the suite builds and installs their tree with (TEMPORAL_UPGRADE_OWN_TOOL)."""
+    own = read_pins()["TEMPORAL_UPGRADE_OWN_TOOL"].split()
+    if unknown := sorted(set(own) - set(upgrade_sources())):
+        raise ValueError(f"pins.env: TEMPORAL_UPGRADE_OWN_TOOL names {unknown}, not in TEMPORAL_UPGRADE_FROM")
+    return own
+
+
+def resolve_tool(release: str | None = None, *, own: bool = False) -> tuple[Path | None, str]:
+    """``(path, how it was found)`` of the tool that installs ``release``'s tree (None: the pinned release): the
+    release's own when it is one of TEMPORAL_UPGRADE_OWN_TOOL or ``own`` is set, else the pinned one. The path is
+    None (with the reason) when the tool is missing."""
+    if release is not None and not own and release not in own_tool_sources():
+        release = None
     env = os.environ.get("TEMPORAL_SQL_TOOL") if release is None else None
     version = release or read_pins()["TEMPORAL_VERSION"]
     path = Path(env) if env else default_tool_path(version)

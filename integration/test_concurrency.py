@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from devtools.databases import AppDb
-from integration.support.processes import RunMigrator, StartMigrator, events_named
+from integration.support.processes import EventStream, RunMigrator, StartMigrator, events_named
 from integration.support.scenarios import TARGETS
 
 pytestmark = pytest.mark.portable
@@ -16,14 +14,14 @@ pytestmark = pytest.mark.portable
 def test_wait_returns_once_another_process_has_migrated(
     app_db: AppDb, start_migrator: StartMigrator, run_migrator: RunMigrator
 ) -> None:
-    waiter = start_migrator(app_db, "wait", "--schema", "temporal", "--wait-timeout", "120")
-    time.sleep(3)
+    waiter = start_migrator(app_db, "wait", "--schema", "temporal", "--wait-timeout", "180")
+    stream = EventStream(waiter)
+    stream.wait_for("wait.pending", 60)  # it has seen the store missing
     assert waiter.poll() is None, "wait returned before the schema existed"
     done = run_migrator(app_db, "migrate", "--schema", "temporal")
     assert done.returncode == 0
-    _, stderr = waiter.communicate(timeout=60)
-    assert waiter.returncode == 0, stderr[-1500:]
-    assert events_named(stderr, "wait.pending")
+    assert waiter.wait(60) == 0, stream.rest()[-1500:]
+    stderr = stream.rest()
     assert events_named(stderr, "wait.done")[0]["current_version"] == TARGETS["temporal"]
 
 

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from devtools.databases import AppDb, MakeDb
 from integration.support.processes import EventStream, RunMigrator, StartMigrator, bring_to, events_named
-from integration.support.scenarios import TARGETS, half_apply, wrapped_tool
+from integration.support.scenarios import TARGETS, half_apply, held_until, wrapped_tool
 from migrator.db.session import TOOL_APPLICATION_NAME
 from migrator.source.tree import load_vendor_schema
 
@@ -125,7 +125,7 @@ def test_ctrl_c_during_migrate_stops_the_tool_and_ends_with_one_line_and_exit_13
     app_db: AppDb, start_migrator: StartMigrator, run_migrator: RunMigrator, temporal_tool: Path, tmp_path: Path
 ) -> None:
     """main: a Python traceback (KeyboardInterrupt) instead of one run.failed line."""
-    slow = wrapped_tool(tmp_path, temporal_tool, before="sleep 2")
+    slow = wrapped_tool(tmp_path, temporal_tool, before=held_until(tmp_path / "never"))  # runs until stopped
     terminated = tmp_path / "termination-log"
     terminated.touch()  # Kubernetes makes the file; the migrator only writes into it
     env = app_db.env(TEMPORAL_SQL_TOOL=str(slow), MIGRATOR_TERMINATION_LOG=str(terminated))

@@ -37,7 +37,7 @@ import pytest
 from devtools.ci import unavailable
 from devtools.data import columns_of, fill, snapshot
 from devtools.databases import AppDb, MakeDb
-from devtools.pins import Store, default_schema_dir, default_tool_path
+from devtools.pins import Store, resolve_schema_dir, resolve_tool
 from integration.support.processes import EventStream, RunMigrator, StartMigrator, bring_to, events_named, log_events
 from migrator.core.statements import Kind
 from migrator.core.versions import parse_version
@@ -58,10 +58,10 @@ _VERSION_TABLES = ("schema_version", "schema_update_history")
 
 
 def release(version: str) -> tuple[Path, Path]:
-    """(tool, schema dir) of a release from scripts/build-tool.sh's cache and GOMODCACHE."""
-    tool, schema = default_tool_path(version), default_schema_dir(version)
-    if not tool.is_file() or schema is None or not schema.is_dir():
-        unavailable(f"temporal-sql-tool {version} or its schema tree is missing: scripts/build-tool.sh {version}")
+    """(the tool that installs it, schema dir) of an upgrade source (devtools.pins.resolve_tool)."""
+    (tool, tool_why), (schema, tree_why) = resolve_tool(version), resolve_schema_dir(version)
+    if tool is None or schema is None:
+        unavailable(tool_why if tool is None else tree_why)
     return tool, schema
 
 
@@ -257,11 +257,12 @@ def test_blocked_ddl_is_retried_and_converges_to_a_clean_install(
     with blocker(db, kind) as pid:
         proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "2", "--ddl-retry-timeout", "120", env=env)
         stream = EventStream(proc)
-        stream.wait_for("ddl.retrying", timeout=120)  # a statement gave up on its lock while the blocker held
+        # held until the migrator has named this blocker and retried at least once behind it
+        stream.wait_for("ddl.blocked", 100, where=lambda event: pid in {b["pid"] for b in event["blockers"]})
+        stream.wait_for("ddl.retrying", 100)
         assert proc.poll() is None, "migrate finished while the blocker held"
-    proc.wait(timeout=180)
+    assert proc.wait(180) == 0, stream.rest()[-3000:]
     stderr = stream.rest()
-    assert proc.returncode == 0, stderr[-3000:]
     blocked = events_named(stderr, "ddl.blocked")
     # our blocker, named; an autovacuum worker analysing the freshly filled table may show up beside it
     named = {b["pid"]: b for event in blocked for b in event["blockers"]}
@@ -519,10 +520,11 @@ def test_progress_reports_the_phase_of_an_index_build(
     env = db.env(MIGRATOR_SCHEMA="visibility")
     with blocker(db, "snapshot"):
         proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", "--progress-interval", "0.5", env=env)
+        stream = EventStream(proc)
         wait_until(lambda: index_build_waiting(db), 120, "the CREATE INDEX CONCURRENTLY to wait for the snapshot")
-        time.sleep(2)  # four progress intervals
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr[-3000:]
+        stream.wait_for("ddl.progress", 60, where=lambda event: event.get("phase", "").startswith("waiting for"))
+    assert proc.wait(120) == 0, stream.rest()[-3000:]
+    stderr = stream.rest()
     builds = [event for event in events_named(stderr, "ddl.progress") if event.get("phase")]
     assert builds, "no ddl.progress with the phase of pg_stat_progress_create_index"
     assert {event["version"] for event in builds} == {newest(schema_dir, "visibility")}

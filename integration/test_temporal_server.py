@@ -6,7 +6,6 @@ starts, signals and lists workflows."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,7 +26,7 @@ from devtools.temporal_server import (
 )
 from integration.support.crashpoints import install_interruption, interrupt_update, middle_point, remove_interruption
 from integration.support.plugin import ReleaseFiles
-from integration.support.processes import RunMigrator, StartMigrator, bring_to, events_named, steps_done
+from integration.support.processes import EventStream, RunMigrator, StartMigrator, bring_to, steps_done
 from integration.support.scenarios import TARGETS, previous_version
 
 PINNED = read_pins()["TEMPORAL_VERSION"]
@@ -214,13 +213,12 @@ def test_store_one_version_behind_is_refused_until_migrate_and_wait_holds_until_
     assert code not in (None, 0), f"the server did not refuse a store at {behind}:\n{refused.log()[-3000:]}"
     assert f"Expected version: {TARGETS['temporal']} cannot be greater than Actual version: {behind}" in refused.log()
 
-    waiter = start_migrator(default, "wait", "--schema", "temporal", "--wait-timeout", "120")
-    time.sleep(3)
+    waiter = start_migrator(default, "wait", "--schema", "temporal", "--wait-timeout", "180")
+    stream = EventStream(waiter)
+    assert stream.wait_for("wait.pending", 60)["current_version"] == behind
     assert waiter.poll() is None, "wait returned while the store was behind"
     migrate_both(run_migrator, default, visibility)
-    _, stderr = waiter.communicate(timeout=60)
-    assert waiter.returncode == 0, stderr[-1500:]
-    assert events_named(stderr, "wait.pending")
+    assert waiter.wait(60) == 0, stream.rest()[-1500:]
 
     _, client = start_server(PINNED, default, visibility)
     assert_serves(client)

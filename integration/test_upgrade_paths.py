@@ -1,10 +1,11 @@
-"""Every upgrade path: both stores installed with the tool and tree of each older release we support
-(TEMPORAL_UPGRADE_FROM), to its newest version or stopped at an intermediate one, or crashed in the middle of a
-version under that older tree; then ``migrate`` with the pinned release (TEMPORAL_VERSION). The result must equal
-a clean install of the pinned release by its bare tool: schema dump, seed rows, the versions recorded in
-``schema_update_history`` (each once, in order), no INVALID index. Releases that ship one version number with
-different statements (visibility 1.14 of v1.31.2 and v1.32.2; v1.10-v1.12 of v1.30.4, emptied since v1.30.5) are
-crossed on these paths."""
+"""Every upgrade path: both stores installed with the tree of each older release we support (TEMPORAL_UPGRADE_FROM; by
+its own tool for TEMPORAL_UPGRADE_OWN_TOOL, else by the pinned one, which installs those trees exactly as their own
+tools do: integration/tool_equivalence.py), to its newest version or stopped at an intermediate one, or crashed in
+the middle of a version under that older tree; then ``migrate`` with the pinned release (TEMPORAL_VERSION). The
+result must equal a clean install of the pinned release by its bare tool: schema dump, seed rows, the versions
+recorded in ``schema_update_history`` (each once, in order), no INVALID index. Releases that ship one version number
+with different statements (visibility 1.14 of v1.31.2 and v1.32.2; v1.10-v1.12 of v1.30.4, emptied since v1.30.5)
+are crossed on these paths."""
 
 from __future__ import annotations
 

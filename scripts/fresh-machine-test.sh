@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Proves the README's quick start on a fresh machine: a new container from a freshly made Debian image that has
-# only python3, given nothing from this machine but its Go toolchain (mounted read-only at /usr/local/go) and the
-# CA certificates it trusts, runs the README's "run" command and `temporal-migrator --version`, as root; and, as
-# a user in such a container, checks that the command stops at once naming the package to install.
+# only python3, given nothing from this machine but its Go toolchain (mounted read-only at /usr/local/go), its Go
+# caches (below) and the CA certificates it trusts, runs the README's "run" command and `temporal-migrator
+# --version`, as root; and, as a user in such a container, checks that the command stops at once naming the
+# package to install.
 #   bash scripts/fresh-machine-test.sh            (as root; installs podman, runc and debootstrap if missing)
 # FRESH_MACHINE_SUITE   Debian suite of the container (default bookworm; trixie works too)
-# FRESH_MACHINE_GO_CACHE  host directory for the container's own Go module and build caches, so that a later run
-#   recompiles only what changed (default /var/cache/temporal-migrator/fresh-machine-go; empty: a cold run).
-#   Only previous runs of this script fill it; the tool and server are built inside the container every run.
+# FRESH_MACHINE_GO_CACHES  shared (default): the container sees this machine's Go module cache read-only and its
+#   build cache through an overlay (the container's writes go to a layer dropped with it), at the same paths; its
+#   `go install`s of the tool, the server and the client (CGO_ENABLED=0 here and there, scripts/golib.sh) then
+#   find what this machine compiled and linked. cold: the container downloads and builds everything itself (a new
+#   machine's first run, several minutes more).
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -18,7 +21,9 @@ cd "$REPO_ROOT"
 trap finish EXIT
 
 SUITE="${FRESH_MACHINE_SUITE:-bookworm}"
-GO_CACHE="${FRESH_MACHINE_GO_CACHE-/var/cache/temporal-migrator/fresh-machine-go}"
+GO_CACHES="${FRESH_MACHINE_GO_CACHES:-shared}"
+[[ "$GO_CACHES" == shared || "$GO_CACHES" == cold ]] ||
+    die "FRESH_MACHINE_GO_CACHES must be 'shared' or 'cold', not '$GO_CACHES'"
 
 make_base() {
     BASE="$(base_image "$SUITE" python3)"
@@ -42,12 +47,17 @@ non_root_is_told_the_fix() {
 }
 
 run_readme_in_container() {
-    local go_root mounts=()
+    local go_root mod_cache build_cache mounts=()
     go_root="$(GOTOOLCHAIN=local go env GOROOT)"
     mounts+=(--volume "$go_root:/usr/local/go:ro")
-    if [[ -n "$GO_CACHE" ]]; then
-        mkdir -p "$GO_CACHE/mod" "$GO_CACHE/build"
-        mounts+=(--volume "$GO_CACHE/mod:/root/go/pkg/mod" --volume "$GO_CACHE/build:/root/.cache/go-build")
+    if [[ "$GO_CACHES" == shared ]]; then
+        mod_cache="$(GOTOOLCHAIN=local go env GOMODCACHE)"
+        build_cache="$(GOTOOLCHAIN=local go env GOCACHE)"
+        [[ -d "$mod_cache" && -d "$build_cache" ]] ||
+            die "no Go caches to share at $mod_cache and $build_cache: build first (bash scripts/test.sh), or FRESH_MACHINE_GO_CACHES=cold"
+        mounts+=(--volume "$mod_cache:$mod_cache:ro" --volume "$build_cache:$build_cache:O"
+            --env GOMODCACHE="$mod_cache" --env GOCACHE="$build_cache")
+        log "sharing Go caches: modules $mod_cache (read-only), build $build_cache (overlay)"
     fi
     work_tree | podman_run --rm -i "${mounts[@]}" "$BASE" bash -euo pipefail -c '
             mkdir /src && tar -x -C /src && cd /src

@@ -4,11 +4,14 @@
 #   go_cached DEST NAME ARGS...   unless DEST exists: `go install ARGS...` into a private directory, then the
 #                                 binary NAME it made moves to DEST (an interrupted build leaves nothing behind)
 # GOTOOLCHAIN comes from pins.env and is exported: v1.32 needs a newer Go than most machines have, and the go
-# command fetches that toolchain itself.
+# command fetches that toolchain itself. CGO_ENABLED=0, as Temporal builds its releases: no C compiler needed, and
+# a machine with one (CI) and one without (the fresh-machine container, which shares CI's Go build cache) compile
+# the same packages, so the container finds CI's compiled packages in that cache.
 golib_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=../pins.env
 source "$golib_root/pins.env"
 export GOTOOLCHAIN
+export CGO_ENABLED=0
 GO_CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/temporal-migrator"
 
 if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then

@@ -1,9 +1,11 @@
 # Containers on this kind of machine, for scripts/fresh-machine-test.sh and scripts/image-test.sh. Source it
 # after lib.sh; it defines functions and variables only.
 #   setup_podman             apt-get install podman, runc and debootstrap when missing (needs root)
-#   base_image SUITE [PKGS]  prints the name of a local Debian SUITE image (debootstrap --variant=minbase, with
-#                            the comma-separated PKGS, the machine's CA certificates and the apt/dpkg settings
-#                            of Debian's official images); made once per version of this file, then reused
+#   base_image SUITE [PKGS]  prints the name of a local Debian SUITE image (debootstrap --variant=minbase, the
+#                            machine's CA certificates and the apt/dpkg settings of Debian's official images; with
+#                            the comma-separated PKGS, that image plus them, installed by apt-get without
+#                            recommends, so one debootstrap per suite serves every base); made once per version of
+#                            this file, then reused
 #   podman_run ARGS...       podman run with the runtime and limits this machine needs, on the host network
 #   podman_build ARGS...     podman build, the same way
 # Facts behind them: crun fails here ("cgroups in hybrid mode not supported") so the runtime is runc; rootful
@@ -58,16 +60,25 @@ APT
 }
 
 base_image() {
-    local suite="$1" include="${2:-}" name root started recipe
+    local suite="$1" include="${2:-}" name root started recipe plain context
     # The tag names this file's version, so a changed recipe makes new bases instead of reusing stale ones.
     recipe="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-8)"
     name="localhost/temporal-migrator-base/debian:$suite${include:+-${include//,/-}}-$recipe"
     if podman image exists "$name"; then
         log "reusing $name (podman rmi it to make it again)"
+    elif [[ -n "$include" ]]; then
+        plain="$(base_image "$suite")"
+        started="$(now)"
+        context="$(mktemp -d)"
+        printf '%s\n' "FROM $plain" "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+--no-install-recommends ${include//,/ } >/dev/null && rm -rf /var/lib/apt/lists/*" >"$context/Containerfile"
+        podman_build --quiet -t "$name" "$context" >/dev/null
+        rm -rf "$context"
+        log "made $name from $plain in $(elapsed "$started")"
     else
         started="$(now)"
         root="$(mktemp -d /var/tmp/debootstrap.XXXXXX)"
-        debootstrap --variant=minbase ${include:+--include="$include"} "$suite" "$root" >/dev/null ||
+        debootstrap --variant=minbase "$suite" "$root" >/dev/null ||
             die "debootstrap $suite failed (log: $root/debootstrap/debootstrap.log)"
         _install_ca_bundle "$root"
         _slim_like_debian_images "$root"

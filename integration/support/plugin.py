@@ -25,7 +25,7 @@ from devtools.ci import unavailable
 from devtools.databases import AppDb, MakeDb, PgServer
 from devtools.pgcluster import create_database, derived_password, drop_database, ensure_login_role
 from devtools.pgmajors import DATABASE_OWNER_ROLE_SINCE, own_public_schema, pg15_public_schema
-from devtools.pins import resolve_schema_dir, resolve_tool, upgrade_sources
+from devtools.pins import own_tool_sources, resolve_schema_dir, resolve_tool, upgrade_sources
 from integration.support.crashpoints import summarise
 from integration.support.processes import RunMigrator, RunTool, StartMigrator, migrator_argv, run_tool_binary
 from integration.support.servers import provide_server
@@ -53,7 +53,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     tool, tool_how = resolve_tool()
     schema, schema_how = resolve_schema_dir()
     source = "MIGRATOR_TEST_PG_URL" if os.environ.get("MIGRATOR_TEST_PG_URL") else "docker if it answers, else local"
-    sources = [f"{release}={'ok' if resolve_tool(release)[0] else 'missing'}" for release in upgrade_sources()]
+    own = own_tool_sources()
+    sources = [
+        f"{release}={'own' if release in own else 'pinned'} tool {'ok' if resolve_tool(release)[0] else 'missing'}"
+        for release in upgrade_sources()
+    ]
     return [
         f"integration: temporal-sql-tool={tool or tool_how}",
         f"integration: schema-dir={schema or schema_how}",
@@ -114,7 +118,8 @@ class ReleaseFiles(Protocol):
 
 @pytest.fixture(scope="session")
 def release_files() -> ReleaseFiles:
-    """``(tool, schema dir)`` of an older release (an upgrade source), from scripts/build-tool.sh's cache."""
+    """``(tool that installs it, schema dir)`` of an older release (an upgrade source): its own tool when pinned in
+    TEMPORAL_UPGRADE_OWN_TOOL, else the pinned release's (devtools.pins.resolve_tool)."""
 
     def find(release: str) -> tuple[Path, Path]:
         return _required(resolve_tool(release)), _required(resolve_schema_dir(release))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -89,30 +90,37 @@ class EventStream:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         assert process.stderr is not None
-        threading.Thread(target=self._pump, args=(process.stderr,), daemon=True).start()
+        self._reader = threading.Thread(target=self._pump, args=(process.stderr,), daemon=True)
+        self._reader.start()
 
     def _pump(self, stream: Any) -> None:
         for line in stream:
             self.lines.put(line)
 
-    def wait_for(self, name: str, timeout: float = 60) -> dict[str, Any]:
+    def wait_for(
+        self, name: str, timeout: float = 60, where: Callable[[dict[str, Any]], bool] | None = None
+    ) -> dict[str, Any]:
+        """The next event ``name`` (for which ``where`` holds, when given); fails after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 line = self.lines.get(timeout=0.2)
             except queue.Empty:
+                if not self._reader.is_alive() and self.lines.empty():
+                    break  # the process closed its stderr: the event can no longer come
                 continue
             self.seen.append(line)
             try:
                 event: dict[str, Any] = json.loads(line)
             except ValueError:
                 continue
-            if event.get("event") == name:
+            if event.get("event") == name and (where is None or where(event)):
                 return event
         raise AssertionError(f"no {name} event within {timeout}s: {''.join(self.seen)[-2000:]}")
 
-    def rest(self) -> str:
-        time.sleep(0.5)
+    def rest(self, timeout: float = 30) -> str:
+        """Everything the process wrote, once it closed its stderr (call it after the process ended)."""
+        self._reader.join(timeout)
         while not self.lines.empty():
             self.seen.append(self.lines.get())
         return "".join(self.seen)

@@ -105,6 +105,12 @@ def executed_statements(tool_stderr: str) -> dict[str, list[str]]:
     return executed
 
 
+def held_until(gate: Path, timeout: float = 300) -> str:
+    """Shell for ``wrapped_tool``'s ``before``: wait until the file ``gate`` exists (at most ``timeout`` seconds),
+    so a test decides when the tool starts its work instead of guessing how long its own steps take."""
+    return f'i=0; while [ ! -e "{gate}" ] && [ $i -lt {int(timeout * 20)} ]; do sleep 0.05; i=$((i + 1)); done'
+
+
 def wrapped_tool(directory: Path, tool: Path, before: str = "", rewrite: str = "") -> Path:
     """A stand-in for the tool: a shell script that runs ``before`` (e.g. ``sleep 3``), then the real tool with
     its arguments, rewritten by the ``sed`` expression ``rewrite`` when given (one argument per line)."""
