@@ -51,14 +51,17 @@ class VendorSchema:
     store: str
     versioned_dir: PurePath
     versions: tuple[VendorVersion, ...]
-    # The other store of the same tree, to recognise its tables: its first version only, read in full. A store
-    # is recognised by the tables its first version creates, which the other store never creates (tested on the
-    # pinned tree), so a no-op reads one small file of the other store and none of its own.
+    # The other store of the same tree, to recognise its tables: its first version only. A store is recognised
+    # by the tables its first version creates, which the other store never creates (tested on every pinned
+    # tree). Read, like this store's statements, only when the store is not at its target (`statements_needed`).
     other: VendorSchema | None = None
 
     def foreign_tables(self) -> frozenset[str]:
-        """Tables the other store's first version creates: finding them means both stores share one database."""
-        if self.other is None:
+        """Tables the other store's first version creates: finding them means both stores share one database.
+
+        Empty while the other store's first version is unread: a store at its target runs nothing, so it
+        cannot come to share a database by this run, and a no-op reads no SQL file."""
+        if self.other is None or self.other.versions[0].read_statements is None:
             return frozenset()
         return frozenset(self.other.created_tables())
 
@@ -106,7 +109,9 @@ def statements_needed(
 ) -> list[VendorVersion]:
     """The versions whose statements a plan from a store at ``version`` reads, not read yet.
 
-    None for a store at (or beyond) its target. With versions pending, every version up to the target: the
+    None for a store at its target; the other store's first version alone for a store ahead of it (to tell the
+    other store's database, see `VendorSchema.foreign_tables`). With versions pending, every version up to the
+    target, and the other store's first version: the
     pending ones are what a repair, the privilege preflight and the impact report look at, and the earlier ones
     say what the first pending version's objects looked like before it (the repair compares definitions). Every
     version when ``version`` is missing or not one (the tables of the whole tree tell a Temporal database
@@ -123,4 +128,8 @@ def statements_needed(
         wanted = [item for item in vendor.versions if item.version <= target.version]
     else:
         wanted = []
-    return [item for item in wanted if item.read_statements is None]
+    unread = [item for item in wanted if item.read_statements is None]
+    other = vendor.other.versions[0] if vendor.other is not None else None
+    if other is not None and other.read_statements is None and (current is None or current != target.version):
+        unread.append(other)  # recognising the other store's tables (see `VendorSchema.foreign_tables`)
+    return unread

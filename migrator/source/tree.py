@@ -102,20 +102,25 @@ def read_vendor_tree(schema_dir: Path, store: str) -> VendorSchema:
     if others:
         other_root = versioned_dir(schema_dir, others[0])
         first = _versions(other_root, others[0])[0]
-        other = VendorSchema(others[0], other_root, (_with_statements(first),))
+        other = VendorSchema(others[0], other_root, (first,))
     return VendorSchema(store=store, versioned_dir=root, versions=versions, other=other)
 
 
 def read_statements(vendor: VendorSchema, versions: Iterable[VendorVersion]) -> VendorSchema:
-    """``vendor`` with the statements of ``versions`` read from their files, split as the tool splits them."""
-    return vendor.with_statements(_with_statements(item) for item in versions if item.read_statements is None)
+    """``vendor`` with the statements of ``versions`` (of this store, or the other store's first version) read
+    from their files, split as the tool splits them."""
+    wanted = [item for item in versions if item.read_statements is None]
+    read = vendor.with_statements(_with_statements(item) for item in wanted if item in vendor.versions)
+    if vendor.other is not None and vendor.other.versions[0] in wanted:
+        read = replace(read, other=replace(vendor.other, versions=(_with_statements(vendor.other.versions[0]),)))
+    return read
 
 
 def load_vendor_schema(schema_dir: Path, store: str) -> VendorSchema:
     """The whole tree of ``store`` with every version's statements (tests and tools; a run reads only what its
     plan needs: `read_vendor_tree`, then `read_statements`)."""
     vendor = read_vendor_tree(schema_dir, store)
-    return read_statements(vendor, vendor.versions)
+    return read_statements(vendor, [*vendor.versions, *(vendor.other.versions if vendor.other else ())])
 
 
 def _with_statements(version: VendorVersion) -> VendorVersion:

@@ -45,38 +45,45 @@ def at(version: str | None, tables: frozenset[str]) -> State:
     return State("temporal", version=version, catalog=Catalog(tables=tables))
 
 
-def test_a_store_at_its_target_reads_only_the_other_stores_first_version(
-    both_stores: Path, sql_reads: list[Path]
-) -> None:
+def test_a_store_at_its_target_reads_no_sql_file(both_stores: Path, sql_reads: list[Path]) -> None:
     vendor = read_vendor_tree(both_stores, "temporal")
     state = at(vendor.newest.name, tables=frozenset({"schema_version", "accounts"}))
     assert statements_needed(vendor, state.version, vendor.newest, invalid_indexes=False) == []
     assert plan(state, vendor, vendor.newest).situation is Situation.CURRENT
-    assert [path.relative_to(both_stores).parts[3:5] for path in sql_reads] == [("versioned", "v1.0")]
-    assert "visibility" in str(sql_reads[0])
+    assert sql_reads == []
 
 
-def test_the_other_store_is_recognised_from_its_first_version(both_stores: Path) -> None:
+@pytest.mark.parametrize("stored", ["1.0", "1.10"], ids=["behind", "ahead"])
+def test_the_other_store_is_recognised_from_its_first_version(both_stores: Path, stored: str) -> None:
+    """Behind or ahead of the target (the default store's row in the visibility store's database, or the other
+    way round), the other store's first version is read, and its tables refuse the plan."""
     vendor = read_vendor_tree(both_stores, "temporal")
-    assert vendor.foreign_tables() == {"executions_visibility"}
-    refused = plan(at(vendor.newest.name, tables=frozenset({"executions_visibility"})), vendor, vendor.newest)
+    target = vendor.versions[1] if stored == "1.10" else vendor.newest
+    read = read_statements(vendor, statements_needed(vendor, stored, target, invalid_indexes=False))
+    assert read.foreign_tables() == {"executions_visibility"}
+    refused = plan(at(stored, tables=frozenset({"schema_version", "executions_visibility"})), read, target)
     assert refused.refusal is not None
     assert "separate databases" in refused.refusal
 
 
 def names(versions: list[VendorVersion]) -> list[str]:
-    return [item.name for item in versions]
+    """``store version`` of each (the store is the directory above ``versioned``)."""
+    return [f"{item.directory.parts[-3]} {item.name}" for item in versions]
+
+
+ALL = ["temporal 1.0", "temporal 1.1", "temporal 1.2", "temporal 1.10"]
+OTHER = "visibility 1.0"
 
 
 @pytest.mark.parametrize(
     ("version", "invalid", "expected"),
     [
-        ("1.0", False, ["1.0", "1.1", "1.2", "1.10"]),  # the earlier versions say what came before
-        ("1.2", False, ["1.0", "1.1", "1.2", "1.10"]),
+        ("1.0", False, [*ALL, OTHER]),  # the earlier versions say what came before
+        ("1.2", False, [*ALL, OTHER]),
         ("1.10", False, []),
-        (None, False, ["1.0", "1.1", "1.2", "1.10"]),
-        ("1.x", False, ["1.0", "1.1", "1.2", "1.10"]),
-        ("1.10", True, ["1.0", "1.1", "1.2", "1.10"]),
+        (None, False, [*ALL, OTHER]),
+        ("1.x", False, [*ALL, OTHER]),
+        ("1.10", True, ALL),  # at its target: the other store cannot come to share its database by this run
     ],
 )
 def test_the_statements_a_plan_needs(
@@ -97,7 +104,8 @@ def test_a_plan_with_unread_statements_fails_loudly(both_stores: Path) -> None:
 def test_reading_statements_gives_what_reading_the_whole_tree_gives(both_stores: Path) -> None:
     whole = load_vendor_schema(both_stores, "temporal")
     lazy = read_vendor_tree(both_stores, "temporal")
-    for version in lazy.versions:
+    assert lazy.other is not None
+    for version in (*lazy.versions, *lazy.other.versions):
         lazy = read_statements(lazy, [version])
     assert lazy == whole
 
