@@ -268,6 +268,18 @@ def _foreign_invalid_warning(state: State, vendor: VendorSchema) -> tuple[str, .
     )
 
 
+def _locked_warning(state: State) -> tuple[str, ...]:
+    """Tables another session holds ACCESS EXCLUSIVE on: their definitions were not read (reading them would
+    queue behind the lock), so the plan compared their columns and indexes by presence only."""
+    if not state.catalog.locked:
+        return ()
+    held = "; ".join(f"{table} by {holder}" for table, holder in sorted(state.catalog.locked.items()))
+    return (
+        f"tables locked by another session, their definitions compared by presence only: {held}; "
+        "plan again once the lock is released",
+    )
+
+
 def _drop_invalid_steps(state: State, pending: tuple[VendorVersion, ...]) -> tuple[Step, ...]:
     """An interrupted CREATE INDEX CONCURRENTLY leaves an INVALID index under the vendor's name; the statement
     that builds it would be skipped as "already exists", so the leftover is dropped first."""
@@ -338,7 +350,7 @@ def _steps(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
         vendor.store,
         state.version,
         target.name,
-        warnings=_foreign_invalid_warning(state, vendor),
+        warnings=(*_locked_warning(state), *_foreign_invalid_warning(state, vendor)),
     )
 
     def refuse(reason: str) -> Plan:

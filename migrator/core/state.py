@@ -21,10 +21,11 @@ class ColumnInfo:
 
 @dataclass(frozen=True)
 class IndexInfo:
-    """``indisvalid`` and ``pg_get_indexdef``."""
+    """``indisvalid`` and ``pg_get_indexdef`` (not ``known`` while another session holds its table locked)."""
 
     valid: bool
     definition: str
+    known: bool = True
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,14 @@ class Seen:
 
     present: bool
     shapes: tuple[Shape, ...] = ()
+    known: bool = True  # False: present, its definition not read (its table locked by another session)
 
     def fits(self, present: bool, attributes: Mapping[str, str]) -> bool:
-        """Present as expected and, if present, with every attribute the expectation names."""
+        """Present as expected and, if present, with every attribute the expectation names (an unknown
+        definition fits any)."""
         if present != self.present:
             return False
-        if not present or not attributes:
+        if not present or not attributes or not self.known:
             return True
         return any(all(dict(found).get(key) == value for key, value in attributes.items()) for found in self.shapes)
 
@@ -68,17 +71,22 @@ class Catalog:
     extensions: frozenset[str] = frozenset()
     functions: Mapping[str, frozenset[str]] = field(default_factory=dict)  # name -> md5 of each overload's body
     rows: Mapping[str, bool] = field(default_factory=dict)
+    locked: Mapping[str, str] = field(default_factory=dict)  # table -> who holds ACCESS EXCLUSIVE on it
 
     def seen(self, ref: ObjectRef) -> Seen:
         if ref.kind is Kind.COLUMN:
             column = self.columns.get(ref.name)
             if column is None:
                 return Seen(False)
+            if ref.name.split(".", 1)[0] in self.locked:
+                return Seen(True, known=False)
             return Seen(True, (column_shape(column.type, column.not_null, column.default, column.generated),))
         if ref.kind is Kind.INDEX:  # an INVALID index is a build that crashed: it counts as not there
             index = self.indexes.get(ref.name)
             if index is None or not index.valid:
                 return Seen(False)
+            if not index.known:
+                return Seen(True, known=False)
             return Seen(True, (normal_index(index.definition),))
         if ref.kind is Kind.FUNCTION:
             bodies = self.functions.get(ref.name)

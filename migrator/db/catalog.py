@@ -23,28 +23,46 @@ from migrator.core.statements import Kind, RowProbe
 from migrator.core.vendor import VendorSchema
 from migrator.errors import LockWaitError
 
+# pg_get_expr and pg_get_indexdef take ACCESS SHARE on the table: they are not called for a table on which another
+# session holds or awaits ACCESS EXCLUSIVE (a rewrite, VACUUM FULL, an operator's LOCK), whose definitions are then
+# unknown and its holder named (``locked``), so reading the catalog never queues behind such a lock.
 # schema_version may not exist yet: its rows are read through query_to_xml, which plans the query only when the
 # CASE reaches it (a plain reference to a missing table would fail the whole statement).
 _OBSERVE = """
 WITH s AS (SELECT coalesce(current_schema(), 'public') AS name,
                   (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AS oid),
-tables AS (SELECT c.oid, c.relname FROM pg_class c, s WHERE c.relnamespace = s.oid AND c.relkind IN ('r', 'p'))
+tables AS (SELECT c.oid, c.relname, c.reltoastrelid FROM pg_class c, s
+            WHERE c.relnamespace = s.oid AND c.relkind IN ('r', 'p')),
+exclusive AS (SELECT l.relation, l.pid, l.granted FROM pg_locks l
+               WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' AND l.pid <> pg_backend_pid()
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())),
+held AS (SELECT t.oid, t.relname, h.pid, a.application_name
+           FROM tables t
+           JOIN LATERAL (SELECT e.pid FROM exclusive e
+                          WHERE e.relation = t.oid OR e.relation = t.reltoastrelid
+                             OR e.relation IN (SELECT x.indexrelid FROM pg_index x WHERE x.indrelid = t.oid)
+                          ORDER BY e.granted DESC, e.pid LIMIT 1) h ON true
+           LEFT JOIN pg_stat_activity a ON a.pid = h.pid)
 SELECT json_build_object(
   'access', (SELECT json_build_array(current_user, pg_get_userbyid(d.datdba), s.name,
                                      current_setting('server_version_num')::int,
                                      coalesce(has_schema_privilege(s.name, 'CREATE'), false),
                                      has_database_privilege(current_database(), 'CREATE'),
-                                     pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on')
+                                     pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on')
                FROM pg_database d, s WHERE d.datname = current_database()),
   'tables', (SELECT coalesce(json_agg(relname), '[]') FROM tables),
   'columns', (SELECT coalesce(json_agg(json_build_array(t.relname || '.' || a.attname,
                                                          format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                                                         pg_get_expr(d.adbin, d.adrelid), a.attgenerated <> '')), '[]')
+                                                         CASE WHEN t.oid NOT IN (SELECT oid FROM held)
+                                                              THEN pg_get_expr(d.adbin, d.adrelid) END,
+                                                         a.attgenerated <> '')), '[]')
                 FROM tables t JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
                 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum),
-  'indexes', (SELECT coalesce(json_agg(json_build_array(c.relname, i.indisvalid, pg_get_indexdef(i.indexrelid))),
-                              '[]')
+  'indexes', (SELECT coalesce(json_agg(json_build_array(c.relname, i.indisvalid,
+                                                         CASE WHEN i.indrelid NOT IN (SELECT oid FROM held)
+                                                              THEN pg_get_indexdef(i.indexrelid) END)), '[]')
                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid, s WHERE c.relnamespace = s.oid),
+  'locked', (SELECT coalesce(json_agg(json_build_array(relname, pid, application_name)), '[]') FROM held),
   'functions', (SELECT coalesce(json_agg(json_build_array(p.proname, md5(p.prosrc))), '[]')
                   FROM pg_proc p, s WHERE p.pronamespace = s.oid),
   'extensions', (SELECT coalesce(json_agg(extname), '[]') FROM pg_extension),
@@ -114,10 +132,15 @@ def observe(rows: Rows, database: str, vendor: VendorSchema, *, seeds_after: str
     for name, body in document["functions"]:
         functions.setdefault(name, set()).add(body)
     columns = {name: ColumnInfo(*rest) for name, *rest in document["columns"]}
+    locked = {table: holder(pid, application) for table, pid, application in document.get("locked", ())}
     catalog = Catalog(
         tables=tables,
         columns=columns,
-        indexes={name: IndexInfo(valid, definition) for name, valid, definition in document["indexes"]},
+        indexes={
+            name: IndexInfo(valid, definition or "", known=definition is not None)
+            for name, valid, definition in document["indexes"]
+        },
+        locked=locked,
         extensions=frozenset(document["extensions"]),
         functions={name: frozenset(bodies) for name, bodies in functions.items()},
         rows=seeds,
@@ -165,8 +188,13 @@ SELECT c.relname || '.' || a.attname, format_type(a.atttypid, a.atttypmod)
 SIZE_ATTEMPTS = 3
 
 
+def holder(pid: int, application: str | None) -> str:
+    """How a lock's holder is named in messages: ``pid 4242 (analytics)``."""
+    return f"pid {pid} ({application or 'no application_name'})"
+
+
 def _holder(pid: int | None, application: str | None) -> str | None:
-    return None if pid is None else f"pid {pid} ({application or 'no application_name'})"
+    return None if pid is None else holder(pid, application)
 
 
 def read_sizes(rows: Rows) -> Sizes:

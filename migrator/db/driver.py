@@ -422,8 +422,23 @@ class Driver:
     # -- reading and changing the schema ---------------------------------------------------------------
 
     def observe(self, vendor: VendorSchema, *, seeds_after: str | None = STORED) -> State:
-        with translated("reading the catalog"):
+        with translated("reading the catalog"), self._one_snapshot():
             return observe(self._rows, self.settings.database, vendor, seeds_after=seeds_after)
+
+    @contextlib.contextmanager
+    def _one_snapshot(self) -> Iterator[None]:
+        """Every read of one observation (the catalog statement, the query it runs on schema_version, the seed
+        rows' probe) sees one snapshot: a concurrent run's table and its index appear together or not at all.
+        The transaction lasts only the observation, so no snapshot of ours outlives it (the vendor's CREATE
+        INDEX CONCURRENTLY waits for every open snapshot)."""
+        self.conn.execute(b"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.execute(b"ROLLBACK")
+            raise
+        self.conn.execute(b"COMMIT")
 
     def _rows(self, query: sql.Composable | str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         statement = query.as_bytes(self.conn) if isinstance(query, sql.Composable) else query.encode()

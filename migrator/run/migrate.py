@@ -221,6 +221,9 @@ def _judged(state: State, planned: Plan, report: Report, *, first: bool) -> bool
         log.info("state.observed", **planned.to_dict(), invalid_indexes=list(state.catalog.invalid_indexes))
     if planned.refusal is None and planned.steps:
         log.info("plan.made", steps=[step.to_dict() for step in planned.steps])
+    if planned.steps and state.catalog.locked:  # a plan made without their definitions is not acted on
+        held = "; ".join(f"{table} by {holder}" for table, holder in sorted(state.catalog.locked.items()))
+        raise LockWaitError(f"tables are locked by another session, their definitions unread: {held}")
     error = planned.verdict.error()
     if error is not None:
         raise error

@@ -23,8 +23,8 @@ from migrator.core.planner import (
     resolve_target,
 )
 from migrator.core.sizes import Sizes, TableSize, parse_size
-from migrator.core.state import Access, Catalog, ColumnInfo, State
-from migrator.core.statements import Kind
+from migrator.core.state import Access, Catalog, ColumnInfo, IndexInfo, State
+from migrator.core.statements import Kind, ObjectRef
 from migrator.core.vendor import VendorSchema
 from migrator.core.verify import expected_objects, verification_problems
 from migrator.errors import AccessError, UnsafeStateError, UsageError
@@ -406,3 +406,23 @@ def test_an_absent_database_without_createdb_blocks_with_exit_4_and_the_statemen
     assert verdict.reason is not None
     assert 'CREATE DATABASE "Temporal-Dev" OWNER "app"' in verdict.reason
     assert 'ALTER ROLE "app" CREATEDB' in verdict.reason
+
+
+def test_a_locked_tables_definitions_fit_any_expectation_and_the_plan_says_so(mini_vendor: VendorSchema) -> None:
+    """Another session holds accounts locked: its column's default and its index's definition were not read
+    (reading them would queue behind the lock). They fit any expectation, and the plan warns that it compared
+    them by presence only."""
+    found = Catalog(
+        tables=frozenset({"accounts"}),
+        columns={"accounts.name": ColumnInfo("text", default="'read'")},
+        indexes={"accounts_by_name": IndexInfo(True, "", known=False)},
+        locked={"accounts": "pid 4242 (analytics)"},
+    )
+    name, index = ObjectRef(Kind.COLUMN, "accounts.name"), ObjectRef(Kind.INDEX, "accounts_by_name")
+    assert found.seen(name).fits(True, {"type": "int4", "default": "'other'"})
+    assert found.seen(index).fits(True, {"table": "accounts", "keys": "(a, b)"})
+    assert not replace(found, locked={}).seen(name).fits(True, {"type": "int4", "default": "'other'"})
+    assert not found.seen(name).fits(False, {})  # presence still counts
+    result = plan(at("1.2", replace(complete(mini_vendor), locked=found.locked)), mini_vendor, mini_vendor.newest)
+    assert [step.to_dict()["action"] for step in result.steps] == ["update-schema"]
+    assert any("accounts by pid 4242 (analytics)" in warning for warning in result.warnings)
