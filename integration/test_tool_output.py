@@ -33,7 +33,7 @@ def test_a_real_go_panic_is_reported_by_its_panic_line(
     # sets it again; from v1.30 the attribute is allowed. The migrator refuses sslmode in --connect-attributes
     # (--tls owns it), so the tool is handed it behind the migrator's back, in place of a harmless attribute.
     tool, schema_dir = release_files(upgrade_sources()[0])
-    panicking = wrapped_tool(tmp_path, tool, rewrite="s/^search_path=public$/sslmode=disable/")
+    panicking = wrapped_tool(tmp_path, tool, rewrite="s/^search_path=public&/sslmode=disable\\&/")
     terminated = tmp_path / "termination-log"
     terminated.touch()  # Kubernetes makes the file; the migrator only writes into it
     env = app_db.env(

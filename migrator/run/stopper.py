@@ -28,7 +28,7 @@ from migrator.db.catalog import Rows
 from migrator.db.driver import Driver
 from migrator.db.interface import Connect, Database
 from migrator.db.session import tool_application_name
-from migrator.errors import LockLostError, MigratorError, Terminated
+from migrator.errors import LockLostError, MigratorError, Terminated, UnreachableError
 from migrator.run.lock import HeldLock
 
 log = structlog.get_logger("migrator.run.stopper")
@@ -95,19 +95,26 @@ class Stopper:
     def poll(self) -> None:
         """Between looks at the running tool: stop it if the lock is lost; note the tool's lock waits."""
         if not self.driver.holds_lock(self.lock.key):
-            raise LockLostError(
-                f"the advisory lock on database {self.settings.database!r} was lost while the tool ran (the server "
-                "ended our session: idle_session_timeout, a proxy's idle timeout, pg_terminate_backend or a "
-                "failover); the tool was stopped and its statements cancelled; rerun migrate (it finishes a partly "
-                "applied version)"
-            )
+            raise self._lost()
         # A session seen idle, or gone, keeps what it was last seen doing: a statement that gave up on its lock
         # is over by the time the tool reports it, and the look just before may come after that.
-        for pid, blocked in tool_statements(_rows(self.driver, "looking at the tool's sessions"), self.own_pid).items():
+        try:
+            found = tool_statements(_rows(self.driver, "looking at the tool's sessions"), self.own_pid)
+        except UnreachableError:  # the lock session ended since it was asked: the lock went with it
+            raise self._lost() from None
+        for pid, blocked in found.items():
             if blocked is None:
                 self.waits.pop(pid, None)
             else:
                 self.waits[pid] = blocked
+
+    def _lost(self) -> LockLostError:
+        return LockLostError(
+            f"the advisory lock on database {self.settings.database!r} was lost while the tool ran (the server "
+            "ended our session: idle_session_timeout, a proxy's idle timeout, pg_terminate_backend or a "
+            "failover); the tool was stopped and its statements cancelled; rerun migrate (it finishes a partly "
+            "applied version)"
+        )
 
     def saw_lock_wait(self) -> bool:
         return bool(self.waits)

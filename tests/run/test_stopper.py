@@ -145,6 +145,21 @@ def test_poll_stops_the_tool_when_the_lock_session_no_longer_holds_the_lock() ->
         stop.poll()
 
 
+class EndedBetweenTheTwoQuestions(FakeSession):
+    """The server ends the lock session after it answered that it holds the lock."""
+
+    def holds_lock(self, key: int) -> bool:
+        held = super().holds_lock(key)
+        self.dead = True
+        return held
+
+
+def test_a_lock_session_ended_between_its_lock_check_and_the_next_query_is_a_lost_lock() -> None:
+    stop = stopper(EndedBetweenTheTwoQuestions(LOCK_PID))
+    with pytest.raises(LockLostError, match="lost while the tool ran"):
+        stop.poll()
+
+
 def test_a_statement_keeps_what_it_was_last_seen_doing_while_it_runs_until_the_next_tool_run() -> None:
     """The look just after a lock timeout, before the tool reported it, sees the session idle: that does not
     erase the wait; seen running without waiting does; a new tool run starts afresh."""
