@@ -33,7 +33,7 @@ LINT_FAILED=""
 lint() {
     "$PYTHON" -m ruff check . || LINT_FAILED+=" ruff"
     "$PYTHON" -m mypy || LINT_FAILED+=" mypy"
-    "$PYTHON" -m importlinter.cli || LINT_FAILED+=" lint-imports"
+    "$(dirname "$PYTHON")/lint-imports" || LINT_FAILED+=" lint-imports"
     [[ -z "$LINT_FAILED" ]] || log "lint FAILED:$LINT_FAILED (continuing to the tests; the run fails at the end)"
 }
 
