@@ -46,6 +46,9 @@ class Action(StrEnum):
     SKIP_STATEMENT = "skip-statement"
     RUN_STATEMENT = "run-statement"
     RECORD_VERSION = "record-version"
+    BUILD_INDEX_CONCURRENTLY = "build-index-concurrently"
+    ONLINE_REWRITE = "online-rewrite"
+    ABORT_ONLINE = "abort-online"
 
 
 # One dataclass per action, complete enough that the executor only carries it out; `Step` is their union, so
@@ -139,7 +142,65 @@ class RecordVersion:
         return {"action": self.action.value, "version": self.version, "old_version": self.old_version}
 
 
-Step = CreateDatabase | Setup | Update | DropInvalidIndex | SkipStatement | RunStatement | RecordVersion
+@dataclass(frozen=True)
+class BuildIndexConcurrently:
+    """Build ``index`` of ``version`` with ``CREATE INDEX CONCURRENTLY`` (``text``) before the version's own plain
+    ``CREATE INDEX`` would block writes to ``table`` for the whole build; the vendor's statement then finds it."""
+
+    action: ClassVar[Action] = Action.BUILD_INDEX_CONCURRENTLY
+    version: str
+    table: str
+    index: str
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action.value, "version": self.version, "table": self.table, "index": self.index}
+
+
+@dataclass(frozen=True)
+class OnlineRewrite:
+    """Apply ``statements`` (the vendor's, of ``versions``, on ``table``, in order) to a shadow of ``table`` and swap
+    it in (`migrator.core.online`); ``reason`` says why online (the estimate). Resumes a rewrite in progress."""
+
+    action: ClassVar[Action] = Action.ONLINE_REWRITE
+    table: str
+    versions: tuple[str, ...]
+    statements: tuple[str, ...]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action.value,
+            "table": self.table,
+            "versions": list(self.versions),
+            "statements": len(self.statements),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class AbortOnline:
+    """Remove every trace of the online rewrite of ``table`` in progress; the table is left as it was."""
+
+    action: ClassVar[Action] = Action.ABORT_ONLINE
+    table: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action.value, "table": self.table}
+
+
+Step = (
+    CreateDatabase
+    | Setup
+    | Update
+    | DropInvalidIndex
+    | SkipStatement
+    | RunStatement
+    | RecordVersion
+    | BuildIndexConcurrently
+    | OnlineRewrite
+    | AbortOnline
+)
 
 
 def repair_steps(version: VendorVersion, applied: int, old_version: str | None) -> tuple[Step, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from migrator.core.online import OnlineProgress
 from migrator.core.statements import Kind, ObjectRef, Shape, column_shape, normal_index, shape
 
 
@@ -127,3 +128,4 @@ class State:
     catalog: Catalog = field(default_factory=Catalog)
     access: Access = field(default_factory=Access)
     exists: bool = True
+    online: OnlineProgress | None = None  # an online rewrite a run left in progress

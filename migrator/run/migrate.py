@@ -20,8 +20,11 @@ import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from migrator.core.planner import (
+    AbortOnline,
+    BuildIndexConcurrently,
     CreateDatabase,
     DropInvalidIndex,
+    OnlineRewrite,
     Plan,
     Policy,
     RecordVersion,
@@ -149,6 +152,8 @@ def _execute(session: Database, shell: Shell, step: Step, report: Report, stoppe
             assert recorded is not None, "the planner only records versions of the vendor tree"
             session.record_version(recorded, old_version)
             log.info("repair.recorded", version=recorded.name, old_version=old_version)
+        case BuildIndexConcurrently() | OnlineRewrite() | AbortOnline():
+            raise DDLError(f"{step.action.value} is not carried out yet")  # issue 17: the online engine
         case _:
             assert_never(step)
 
