@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from packaging.version import Version
 
-from migrator.core.impact import VersionImpact, impact_report, too_large
-from migrator.core.repair import applied_prefix, expectations
-from migrator.core.sizes import Sizes
 from migrator.core.state import State
 from migrator.core.statements import Kind
 from migrator.core.vendor import VendorSchema, VendorVersion
 from migrator.core.versions import parse_version
 from migrator.errors import AccessError, ExitStatus, MigratorError, UnsafeStateError, UsageError
+
+if TYPE_CHECKING:
+    from migrator.core.impact import VersionImpact
+    from migrator.core.sizes import Sizes
 
 SETUP_VERSION = Version("0.0")
 MIN_SERVER_VERSION_NUM = 130000
@@ -368,6 +369,8 @@ def plan(
         if policy.max_rewrite_size is not None and decided.pending:
             raise ValueError("the --max-rewrite-size guard needs the catalog's sizes")
         return replace(decided, verdict=_verdict(state, decided, policy))
+    from migrator.core.impact import impact_report  # noqa: PLC0415 - a store at its target needs no impact report
+
     applied = sum(1 for step in decided.steps if isinstance(step, SkipStatement))
     judged = replace(decided, impact=tuple(impact_report(decided.pending, sizes, applied)))
     return replace(judged, verdict=_verdict(state, judged, policy))
@@ -384,6 +387,8 @@ def _verdict(state: State, planned: Plan, policy: Policy) -> Verdict:
     problem = access_problem(state, planned)
     if problem:
         return Verdict.blocked(problem, ExitStatus.ACCESS)
+    from migrator.core.impact import too_large  # noqa: PLC0415 - see plan
+
     too_big = too_large(planned.impact, policy.max_rewrite_size)
     if too_big:
         return Verdict.blocked(too_big, ExitStatus.UNSAFE_STATE)
@@ -460,6 +465,8 @@ def _steps(state: State, vendor: VendorSchema, target: VendorVersion) -> Plan:
             "tree of the Temporal release that set this database up or a newer one; changed nothing"
         )
     pending = tuple(vendor.between(current, target.version))
+    from migrator.core.repair import applied_prefix, expectations  # noqa: PLC0415 - only a store behind its target
+
     first = pending[0]
     before = expectations(
         s for version in vendor.versions if version.version < first.version for s in version.statements

@@ -24,13 +24,12 @@ import select
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import structlog
 from psycopg import errors, pq, sql
 from psycopg.conninfo import make_conninfo
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from migrator.core.planner import MIN_SERVER_VERSION_NUM
 from migrator.core.settings import Settings
@@ -40,6 +39,10 @@ from migrator.db.catalog import STORED, observe
 from migrator.db.session import Session, settings_for, startup_options
 from migrator.errors import AccessError, DDLError, LockWaitError, MigratorError, UnreachableError, UsageError
 from migrator.logs import retry_fields
+from migrator.retry import retried
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 APPLICATION_NAME = "temporal-migrator"
 log = structlog.get_logger("migrator.db")
@@ -335,15 +338,10 @@ class Driver:
                 driver._prepare_primary_session()
             return driver
 
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            wait=wait_random_exponential(multiplier=0.5, max=5),
-            stop=stop_after_delay(budget),
-            before_sleep=_log_retry,
-            reraise=True,
-        )
         try:
-            return retrying(attempt)
+            return retried(
+                attempt, on=TransientError, first_pause=0.5, max_pause=5, budget=budget, before_sleep=_log_retry
+            )
         except TransientError as error:
             raise UnreachableError(
                 f"database {settings.database!r} at {settings.host}:{settings.port} did not accept connections "

@@ -14,10 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, assert_never
+from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
 import structlog
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from migrator.core.planner import (
     AbortOnline,
@@ -39,19 +38,23 @@ from migrator.core.planner import (
 from migrator.core.settings import Settings
 from migrator.core.state import State
 from migrator.core.vendor import VendorSchema, VendorVersion
-from migrator.core.verify import verification_problems
 from migrator.core.versions import parse_version
 from migrator.db.driver import DatabaseMissingError, Driver
 from migrator.db.interface import Connect, Database
 from migrator.errors import DDLError, LockWaitError
 from migrator.logs import retry_fields
+from migrator.retry import retried
 from migrator.run.createdb import create_database, maintenance, observe_absent
 from migrator.run.inspect import observe_and_plan, plan_absent
 from migrator.run.lock import HeldLock, advisory_lock
 from migrator.run.stopper import Stopper
 from migrator.run.watcher import Watcher
 from migrator.source.tree import read_statements
-from migrator.tool.runner import ToolWatch, run_tool
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+    from migrator.tool.runner import ToolWatch
 
 log = structlog.get_logger("migrator")
 # Rounds of observe → plan → execute: one normally; a second only if the first plan's tool run left work
@@ -105,13 +108,21 @@ class Shell:
     settings: Settings
     tool: str
     vendor: VendorSchema
-    run_tool: RunTool = run_tool
+    run_tool: RunTool | None = None  # None: `migrator.tool.runner.run_tool`, imported when a plan first runs it
+
+
+def _runner(shell: Shell) -> RunTool:
+    if shell.run_tool is not None:
+        return shell.run_tool
+    from migrator.tool.runner import run_tool  # noqa: PLC0415 - a run that finds nothing to do starts no tool
+
+    return run_tool
 
 
 def _run_tool(session: Database, shell: Shell, command: list[str], stopper: Stopper | None) -> float:
     """The tool, tagged for this run and watched by the stopper (a lost lock stops it)."""
     assert stopper is not None, "the tool runs only under the lock, where the stopper is"
-    return shell.run_tool(
+    return _runner(shell)(
         shell.settings,
         shell.tool,
         command,
@@ -190,6 +201,8 @@ def _verify(driver: Database, vendor: VendorSchema, target: VendorVersion, repor
     if planned.situation not in (Situation.CURRENT, Situation.AHEAD):
         raise DDLError(f"after the run the database is {planned.situation} at {state.version}, not at {target.name}")
     if planned.situation is Situation.CURRENT:
+        from migrator.core.verify import verification_problems  # noqa: PLC0415 - only after a run that did something
+
         problems = verification_problems(state, vendor, target)
         if problems and not report.steps:
             log.warning("verify.differs", problems=problems)
@@ -303,7 +316,7 @@ def migrate(
     target: VendorVersion,
     *,
     connect: Connect = Driver.open,
-    tool_runner: RunTool = run_tool,
+    tool_runner: RunTool | None = None,
 ) -> Report:
     """Bring the store to ``target``; a second run is a no-op that does not start the tool.
 
@@ -323,15 +336,15 @@ def migrate(
             Watcher(settings, driver.backend_pid, connect=connect) as watcher,
         ):
             run = Run(driver, lock, watcher, report, stopper)
-            retrying = Retrying(
-                retry=retry_if_exception_type(LockWaitError),
-                wait=wait_random_exponential(multiplier=RETRY_FIRST_PAUSE, max=RETRY_MAX_PAUSE),
-                stop=stop_after_delay(settings.ddl_retry_timeout),
-                before_sleep=_log_retry(watcher),
-                reraise=True,
-            )
             try:
-                retrying(_attempt, run, shell, target)
+                retried(
+                    lambda: _attempt(run, shell, target),
+                    on=LockWaitError,
+                    first_pause=RETRY_FIRST_PAUSE,
+                    max_pause=RETRY_MAX_PAUSE,
+                    budget=settings.ddl_retry_timeout,
+                    before_sleep=_log_retry(watcher),
+                )
             except LockWaitError as error:
                 raise _gave_up(error, settings, watcher) from None
             if report.steps:

@@ -18,20 +18,20 @@ import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from psycopg import sql
 
-from migrator.core.impact import shorten
 from migrator.core.settings import Settings
 from migrator.core.vendor import VendorVersion
-from migrator.db.activity import Blocker, Running, blockers, running
 from migrator.db.catalog import Rows
 from migrator.db.driver import Driver
 from migrator.db.interface import Connect, Database
 from migrator.errors import MigratorError, Terminated
-from migrator.tool.runner import start_shielded
+
+if TYPE_CHECKING:
+    from migrator.db.activity import Blocker, Running
 
 log = structlog.get_logger("migrator.run.watcher")
 POLL_SECONDS = 0.5  # at most; a shorter --progress-interval, or half a shorter --ddl-lock-timeout, polls faster
@@ -84,6 +84,9 @@ class Watcher:
         except MigratorError as error:  # progress is a courtesy; never fail the run for it
             log.warning("ddl.watch_unavailable", error=str(error))
             return
+        # What the thread needs is imported here, not at the top: a run that finds nothing to do never watches.
+        from migrator.tool.runner import start_shielded  # noqa: PLC0415
+
         context = contextvars.copy_context()
         self._thread = threading.Thread(target=context.run, args=(self._loop,), name="ddl-watcher", daemon=True)
         start_shielded(self._thread)
@@ -133,6 +136,8 @@ class Watcher:
         return self._driver.query(query, params, "watching the DDL sessions")
 
     def _observe(self, rows: Rows) -> None:
+        from migrator.db.activity import blockers, running  # noqa: PLC0415 - see start
+
         now = time.monotonic()
         for item in running(rows, self.own_pid):
             found = blockers(rows, item.blocked_by) if item.blocked_by else []
@@ -147,6 +152,8 @@ class Watcher:
                 self._progress(item, found)
 
     def _fields(self, item: Running) -> dict[str, Any]:
+        from migrator.core.impact import shorten  # noqa: PLC0415 - see start
+
         version, number = self.locate(item.query)
         return {
             "version": version,
