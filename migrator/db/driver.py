@@ -17,7 +17,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import datetime as dt
-import glob
 import os
 import re
 import select
@@ -208,6 +207,8 @@ def _libpq() -> Any:
     """The libpq psycopg runs on (its bundled copy in the binary package), to set the error verbosity."""
     candidates: list[str] = []
     if pq.__impl__ == "binary":
+        import glob  # noqa: PLC0415 - only a refused login gets here
+
         import psycopg_binary  # noqa: PLC0415 - only present in the binary package
 
         libs = os.path.join(os.path.dirname(psycopg_binary.__file__), os.pardir, "psycopg_binary.libs")
