@@ -152,11 +152,11 @@ def table(report: dict[str, Any]) -> str:
             f"| {item['writes_lost']} | {item['error_count']} |"
         )
     migrator = runners["migrator"]
-    worst = migrator["worst_s"] if migrator["worst_s"] is not None else float("inf")
+    stall = migrator["worst_s"] if migrator["worst_s"] is not None else float("inf")
     lost = max(runner["writes_lost"] + len(runner["generated_mismatches"]) for runner in runners.values())
     lines += [
         "",
-        f"Goals: worst live query ≤ {GOALS['worst_s']:g} s ({verdict(worst <= GOALS['worst_s'])}); "
+        f"Goals: worst live query ≤ {GOALS['worst_s']:g} s ({verdict(stall <= GOALS['worst_s'])}); "
         f"0 writes lost ({verdict(lost == 0)}); total ≤ {GOALS['time_ratio']:g}x the tool's "
         f"({ratio:.2f}x, {verdict(ratio <= GOALS['time_ratio'])}).",
     ]

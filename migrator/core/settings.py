@@ -40,3 +40,4 @@ class Settings:
     progress_interval: float
     output: str | None = None
     create_database: bool = False
+    max_stall: float = 1.0  # seconds of stall an online rewrite's swap may cost live queries

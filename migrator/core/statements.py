@@ -545,3 +545,53 @@ def describe(text: str) -> Statement:
     if isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
         return Statement(text, recognised=False, touch=Touch(Form.WRITE, _relation_name(node.relation)))
     return Statement(text, recognised=False)
+
+
+# -- the online rewrite's shadow ---------------------------------------------------------------------
+
+
+class ShadowUse(StrEnum):
+    """When a vendor statement runs on the shadow of an online rewrite (`migrator.core.shadow`)."""
+
+    TABLE = "table"  # an ALTER TABLE: on the empty shadow, before the copy (instant there)
+    INDEX = "index"  # an index built or dropped: after the copy, with the shadow's other indexes
+    SKIP = "skip"  # a DO block: the vendor's drops INVALID indexes, and the shadow is built without any
+
+
+def for_shadow(text: str, schema: str) -> tuple[ShadowUse, str]:
+    """``text`` as it runs on the shadow, a table of the same name in ``schema``: index statements lose
+    ``CONCURRENTLY`` (only the migrator touches the shadow, and a concurrent build would wait for every old
+    snapshot of the live table's readers) and name ``schema`` (a ``DROP INDEX`` of a name the shadow lacks must
+    not reach the live table's). A statement of any other form is a ValueError: the shadow would not match what
+    the vendor's statement leaves."""
+    pglast = _pglast()
+    ast, objects = pglast.ast, pglast.enums.ObjectType
+    parsed = pglast.parse_sql(text)
+    if len(parsed) != 1:
+        raise ValueError(f"not one statement: {' '.join(text.split())[:120]}")
+    node = parsed[0].stmt
+    if isinstance(node, ast.AlterTableStmt) and node.objtype == objects.OBJECT_TABLE:
+        return ShadowUse.TABLE, text
+    if isinstance(node, ast.IndexStmt):
+        node.relation.schemaname = schema
+        node.concurrent = False
+        return ShadowUse.INDEX, _deparse(node)
+    if isinstance(node, ast.DropStmt) and node.removeType == objects.OBJECT_INDEX:
+        node.objects = tuple((ast.String(sval=schema), item[-1]) for item in node.objects)
+        node.concurrent = False
+        return ShadowUse.INDEX, _deparse(node)
+    if isinstance(node, ast.DoStmt):
+        return ShadowUse.SKIP, text
+    raise ValueError(f"a statement an online rewrite cannot apply to a shadow: {' '.join(text.split())[:120]}")
+
+
+def retarget_index(definition: str, schema: str) -> str:
+    """An index definition (``pg_get_indexdef``) built on the table of the same name in ``schema`` instead,
+    under the same name (index names are per schema), without ``CONCURRENTLY``."""
+    pglast = _pglast()
+    node = pglast.parse_sql(definition)[0].stmt
+    if not isinstance(node, pglast.ast.IndexStmt):
+        raise ValueError(f"not an index definition: {definition[:120]}")
+    node.relation.schemaname = schema
+    node.concurrent = False
+    return _deparse(node)

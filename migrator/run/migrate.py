@@ -45,6 +45,7 @@ from migrator.db.driver import DatabaseMissingError, Driver
 from migrator.db.interface import Connect, Database
 from migrator.errors import DDLError, LockWaitError
 from migrator.logs import retry_fields
+from migrator.run import online
 from migrator.run.createdb import create_database, maintenance, observe_absent
 from migrator.run.inspect import observe_and_plan, plan_absent
 from migrator.run.lock import HeldLock, advisory_lock
@@ -106,6 +107,7 @@ class Shell:
     tool: str
     vendor: VendorSchema
     run_tool: RunTool = run_tool
+    connect: Connect = Driver.open  # the online rewrite's own sessions
 
 
 def _run_tool(session: Database, shell: Shell, command: list[str], stopper: Stopper | None) -> float:
@@ -152,8 +154,16 @@ def _execute(session: Database, shell: Shell, step: Step, report: Report, stoppe
             assert recorded is not None, "the planner only records versions of the vendor tree"
             session.record_version(recorded, old_version)
             log.info("repair.recorded", version=recorded.name, old_version=old_version)
-        case BuildIndexConcurrently() | OnlineRewrite() | AbortOnline():
-            raise DDLError(f"{step.action.value} is not carried out yet")  # issue 17: the online engine
+        case BuildIndexConcurrently(version=version, index=index, text=text):
+            # waits at most --ddl-lock-timeout (for its lock and for older snapshots); an interrupted build
+            # leaves an INVALID index, which the next plan drops first
+            session.run(text, (), f"building index {index} of v{version} concurrently")
+        case OnlineRewrite():
+            assert stopper is not None, "an online rewrite runs only under the lock, where the stopper is"
+            online.rewrite(shell.settings, shell.connect, stopper.application_name, step)
+        case AbortOnline():
+            assert stopper is not None, "an online rewrite is aborted only under the lock, where the stopper is"
+            online.abort(shell.settings, shell.connect, stopper.application_name, step)
         case _:
             assert_never(step)
 
@@ -313,7 +323,7 @@ def migrate(
     ``connect`` opens every session of the run and ``tool_runner`` runs the tool (the real ones by default).
     """
     report = Report()
-    shell = Shell(settings, tool, vendor, tool_runner)
+    shell = Shell(settings, tool, vendor, tool_runner, connect)
     started = time.monotonic()
     try:
         with (

@@ -7,8 +7,9 @@ the effect model), so the planner under test reads what a real server would show
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -192,6 +193,16 @@ class FakeSession:
         flat = [statement.text for version in expected for statement in version.statements]
         assert text == flat[self.server.applied], f"ran {text!r}, the next statement is {flat[self.server.applied]!r}"
         self.server.applied += 1
+
+    def run(self, query: sql.Composable | str, params: Sequence[Any], doing: str) -> list[tuple[Any, ...]]:
+        """A statement of ours (the online engine's, a concurrent index build): recorded, no rows."""
+        self.server.happen("run", " ".join(query.split()) if isinstance(query, str) else query)
+        return []
+
+    @contextlib.contextmanager
+    def transaction(self, doing: str, *, repeatable: bool = False) -> Iterator[None]:
+        self.server.happen("transaction", doing)
+        yield
 
     def drop_index(self, name: str) -> None:
         self.server.happen("drop_index", name)
