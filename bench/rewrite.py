@@ -39,9 +39,14 @@ AFTER = 2.0  # seconds of load kept after the upgrade (what the plot shows of re
 GOALS = {"worst_s": 1.0, "writes_lost": 0, "time_ratio": 2.5}
 
 
-def phases(stderr: str, started: float) -> dict[str, float]:
-    """Seconds from the upgrade's start (wall clock ``started``) to the first ``ddl.progress`` of each phase."""
-    first: dict[str, float] = {}
+# The events that open each phase of an online rewrite: ddl.progress carries the phase in ``online``.
+_OPENING = {"online.started": "capture", "online.swapped": "cleanup"}
+
+
+def phases(stderr: str, started: float) -> dict[str, Any]:
+    """Seconds from the upgrade's start (wall clock ``started``) to the first event of each online phase, and the
+    swap's own figures (its attempt, the keys replayed under the lock, the stall)."""
+    first: dict[str, Any] = {}
     for line in stderr.splitlines():
         if not line.startswith("{"):
             continue
@@ -49,14 +54,17 @@ def phases(stderr: str, started: float) -> dict[str, float]:
             event = json.loads(line)
         except json.JSONDecodeError:
             continue
-        phase, stamp = event.get("phase"), event.get("timestamp")
-        if event.get("event") != "ddl.progress" or not phase or not stamp or phase in first:
+        name = str(event.get("event"))
+        phase = event.get("online") if name == "ddl.progress" else _OPENING.get(name)
+        if name == "online.swapped":
+            first["swap_figures"] = {key: event.get(key) for key in ("attempt", "replayed", "stall", "held")}
+        if not phase or phase in first or "timestamp" not in event:
             continue
-        first[str(phase)] = round(datetime.fromisoformat(str(stamp)).timestamp() - started, 2)
+        first[str(phase)] = round(datetime.fromisoformat(str(event["timestamp"])).timestamp() - started, 2)
     return first
 
 
-def upgrade(bench: Bench, names: dict[str, str], runner: str) -> tuple[float, dict[str, float]]:
+def upgrade(bench: Bench, names: dict[str, str], runner: str) -> tuple[float, dict[str, Any]]:
     """The upgrade of the visibility store by ``runner``: its seconds, and the migrator's phases."""
     wall = time.time()
     if runner == "tool":
@@ -160,10 +168,15 @@ def table(report: dict[str, Any]) -> str:
         f"0 writes lost ({verdict(lost == 0)}); total ≤ {GOALS['time_ratio']:g}x the tool's "
         f"({ratio:.2f}x, {verdict(ratio <= GOALS['time_ratio'])}).",
     ]
-    if migrator["phases"]:
+    steps = {phase: seconds for phase, seconds in migrator["phases"].items() if phase != "swap_figures"}
+    if steps:
         lines.append(
-            "Migrator phases (first progress, s from start): "
-            + ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in migrator["phases"].items())
+            "Migrator phases (s from start): " + ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in steps.items())
+        )
+    if "swap_figures" in migrator["phases"]:
+        swap = migrator["phases"]["swap_figures"]
+        lines.append(
+            f"Swap: attempt {swap['attempt']}, {swap['replayed']} keys replayed under the lock, stall {swap['stall']} s"
         )
     return "\n".join(lines)
 
