@@ -869,10 +869,10 @@ class _Decider:
         for statement, item in items:
             index = statement.touch.index
             derived = concurrent_index(statement.text)
-            if index in self.state.catalog.indexes:  # the vendor's statement finds it: nothing to build
-                continue
             if derived is None or index is None or index in dropped:
                 return None
+            if index in self.state.catalog.indexes:  # the vendor's statement finds it: nothing to build
+                continue
             if not all(f"{table}.{column}" in columns for column in derived.columns):
                 return None
             found.append((item.index, BuildIndexConcurrently(version.name, table, index, derived.text)))
