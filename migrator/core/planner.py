@@ -1,9 +1,10 @@
 """Decide what a run must do: a pure function of (observed state, vendor tree, target, policy). No I/O here.
 
 The plan is the steps *and* one verdict: ok, refused (exit 6) or blocked before any DDL (exit 4 or 6: the
-privilege preflight, a missing database the role may not create, the ``--max-rewrite-size`` guard). `plan`
-and `migrate` both act on that verdict, so they cannot disagree. Every row of the states table in the README
-is a branch below and a unit test in tests/core/test_planner.py.
+privilege preflight, a missing database the role may not create, the ``--max-rewrite-size`` guard, the online
+rewrite's preflight). `plan` and `migrate` both act on that verdict, so they cannot disagree. Every row of the
+states table in the README is a branch below and a unit test in tests/core/test_planner.py (the online
+rewrite's in tests/core/test_rewrite.py).
 """
 
 from __future__ import annotations

@@ -109,14 +109,6 @@ class RewriteDecision:
         """Disk the run holds beyond today's: the shadow, about the table's total size, for the whole run."""
         return self.total_bytes if self.path is Path.ONLINE else None
 
-    def describe(self) -> str:
-        """One line for `plan`: the decision, the estimate and why, and the disk it holds."""
-        versions = ", ".join(self.versions)
-        line = f"{self.table} ({versions}): {self.path} — {self.reason}"
-        if self.extra_disk is not None:
-            line += f"; holds about {pretty_size(self.extra_disk)} more disk for the whole run (the shadow table)"
-        return line
-
     def to_dict(self) -> dict[str, Any]:
         estimate = self.estimate
         return {
