@@ -22,8 +22,7 @@ from migrator.core.planner import (
     plan,
     resolve_target,
 )
-from migrator.core.rewrite import REWRITE_RATE, RewriteMode, estimate_stall, wants_online
-from migrator.core.rewrite import Path as RewritePath
+from migrator.core.rewrite import REWRITE_RATE, RewriteMode, Route, estimate_stall, wants_online
 from migrator.core.sizes import Sizes, TableSize, parse_size
 from migrator.core.state import Access, ColumnInfo, State
 from migrator.core.vendor import VendorSchema
@@ -139,9 +138,9 @@ def test_auto_takes_a_large_table_online_in_groups_of_consecutive_versions(vendo
     assert build.text == "CREATE INDEX CONCURRENTLY IF NOT EXISTS runs_by_payload ON runs (payload)"
     paths = [(item.path, item.versions, item.extra_disk) for item in planned.rewrites]
     assert paths == [
-        (RewritePath.CONCURRENT_INDEX, ("1.1",), None),
-        (RewritePath.ONLINE, ("1.2", "1.3"), GB),
-        (RewritePath.ONLINE, ("1.5",), GB),
+        (Route.CONCURRENT_INDEX, ("1.1",), None),
+        (Route.ONLINE, ("1.2", "1.3"), GB),
+        (Route.ONLINE, ("1.5",), GB),
     ]
     assert planned.to_dict()["rewrites"][1]["extra_disk_bytes"] == GB
 
@@ -158,7 +157,7 @@ def test_records_chain_from_the_stored_version(vendor: VendorSchema) -> None:
 def test_auto_leaves_a_small_table_plain_and_says_why(vendor: VendorSchema) -> None:
     planned = decide(vendor, runs=REWRITE_RATE // 4)
     assert shape(planned) == [("update-schema", "1.5", None)]
-    assert {item.path for item in planned.rewrites} == {RewritePath.PLAIN}
+    assert {item.path for item in planned.rewrites} == {Route.PLAIN}
     assert "<= --max-stall 1 s" in planned.rewrites[0].reason
     assert planned.rewrites[0].extra_disk is None
 
@@ -209,7 +208,7 @@ def test_auto_refused_runs_plain_with_a_warning_naming_why(vendor: VendorSchema,
     assert shape(planned) == [("build-index-concurrently", "1.1", None), ("update-schema", "1.5", None)]
     assert len(planned.warnings) == 1  # once per table, not once per version
     assert named in planned.warnings[0]
-    assert all(item.refusals for item in planned.rewrites if item.path is RewritePath.PLAIN)
+    assert all(item.refusals for item in planned.rewrites if item.path is Route.PLAIN)
 
 
 def test_a_refused_table_still_meets_the_size_guard_and_an_online_one_does_not(vendor: VendorSchema) -> None:
