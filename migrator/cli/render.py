@@ -86,14 +86,11 @@ def _step_detail(step: Mapping[str, Any], covered: Sequence[str]) -> str:
     if action == Action.CREATE_DATABASE:
         return f"creates database {step.get('database')!r}, owned by the role"
     if action == Action.ONLINE_REWRITE:
-        return (
-            f"{step.get('table')}: its {step.get('statements')} statements on a shadow table, swapped in "
-            f"({step.get('reason')})"
-        )
+        return f"{step.get('table')} on a shadow table, swapped in ({step.get('reason')})"
     if action == Action.BUILD_INDEX_CONCURRENTLY:
-        return f"builds {step.get('index')} on {step.get('table')} CONCURRENTLY first (writes go on)"
+        return f"builds {step.get('index')} CONCURRENTLY first (writes go on)"
     if action == Action.ABORT_ONLINE:
-        return f"removes the online rewrite of {step.get('table')}; the table stays as it was"
+        return f"undoes the rewrite in progress; {step.get('table')} unchanged"
     return f"applies {_versions(covered)}" if covered else _NONE
 
 

@@ -1,9 +1,10 @@
 """Decide what a run must do: a pure function of (observed state, vendor tree, target, policy). No I/O here.
 
 The plan is the steps *and* one verdict: ok, refused (exit 6) or blocked before any DDL (exit 4 or 6: the
-privilege preflight, a missing database the role may not create, the ``--max-rewrite-size`` guard). `plan`
-and `migrate` both act on that verdict, so they cannot disagree. Every row of the states table in the README
-is a branch below and a unit test in tests/core/test_planner.py.
+privilege preflight, a missing database the role may not create, the ``--max-rewrite-size`` guard, the online
+rewrite's preflight). `plan` and `migrate` both act on that verdict, so they cannot disagree. Every row of the
+states table in the README is a branch below and a unit test in tests/core/test_planner.py (the online
+rewrite's in tests/core/test_rewrite.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from packaging.version import Version
 from migrator.core.impact import Effect, StatementImpact, VersionImpact, impact_report, too_large
 from migrator.core.online import OnlineProgress, Phase, TableFacts
 from migrator.core.repair import applied_prefix, expectations
-from migrator.core.rewrite import Path, RewriteDecision, RewriteMode, preflight, wants_online, why
+from migrator.core.rewrite import RewriteDecision, RewriteMode, Route, preflight, wants_online, why
 from migrator.core.settings import Settings
 from migrator.core.sizes import Sizes
 from migrator.core.state import State
@@ -644,7 +645,7 @@ def _in_progress(state: State, vendor: VendorSchema, target: VendorVersion, inpu
     reason = f"resumes the online rewrite a run left in progress (phase {online.phase})"
     steps, handled = _online_steps(group, reports, online.table, state.version, reason)
     rest = _rest(state, pending[len(group) :], group[-1].name, inputs)
-    resumed = RewriteDecision(online.table, online.versions, Path.ONLINE, _bytes(inputs.sizes, online.table), reason)
+    resumed = RewriteDecision(online.table, online.versions, Route.ONLINE, _bytes(inputs.sizes, online.table), reason)
     merged = replace(rest, rewrites=(resumed, *rest.rewrites), handled=handled | rest.handled)
     return merged.onto(replace(base, pending=pending, steps=steps))
 
@@ -741,7 +742,9 @@ def _rest(state: State, versions: Sequence[VendorVersion], old: str | None, inpu
         online, shadowed = _online_steps(group, reports, table, old, reason)
         steps += online
         handled |= shadowed
-        decider.decided(RewriteDecision(table, tuple(v.name for v in group), Path.ONLINE, _bytes(sizes, table), reason))
+        decider.decided(
+            RewriteDecision(table, tuple(v.name for v in group), Route.ONLINE, _bytes(sizes, table), reason)
+        )
         old = group[-1].name
     if covered is not None:
         steps.append(Update(covered))
@@ -811,15 +814,15 @@ class _Decider:
         last = next((item for item in reversed(self._decisions) if item.table == decision.table), None)
         if (
             last is not None
-            and decision.path is Path.PLAIN
-            and (last.path, last.reason) == (Path.PLAIN, decision.reason)
+            and decision.path is Route.PLAIN
+            and (last.path, last.reason) == (Route.PLAIN, decision.reason)
         ):
             self._decisions[self._decisions.index(last)] = replace(last, versions=(*last.versions, *decision.versions))
         else:
             self._decisions.append(decision)
 
     def plain(self, version: VendorVersion, table: str, reason: str, refusals: tuple[str, ...] = ()) -> None:
-        self.decided(RewriteDecision(table, (version.name,), Path.PLAIN, _bytes(self.sizes, table), reason, refusals))
+        self.decided(RewriteDecision(table, (version.name,), Route.PLAIN, _bytes(self.sizes, table), reason, refusals))
 
     def online(self, version: VendorVersion, table: str) -> bool:
         """Whether ``version``'s rewrite of ``table`` goes online; a refusal is a warning in auto (it runs plain,
@@ -869,16 +872,16 @@ class _Decider:
         for statement, item in items:
             index = statement.touch.index
             derived = concurrent_index(statement.text)
-            if index in self.state.catalog.indexes:  # the vendor's statement finds it: nothing to build
-                continue
             if derived is None or index is None or index in dropped:
                 return None
+            if index in self.state.catalog.indexes:  # the vendor's statement finds it: nothing to build
+                continue
             if not all(f"{table}.{column}" in columns for column in derived.columns):
                 return None
             found.append((item.index, BuildIndexConcurrently(version.name, table, index, derived.text)))
         self.built.update((version.name, number) for number, _ in found)
         if found:
-            self.decided(RewriteDecision(table, (version.name,), Path.CONCURRENT_INDEX, _bytes(self.sizes, table),
+            self.decided(RewriteDecision(table, (version.name,), Route.CONCURRENT_INDEX, _bytes(self.sizes, table),
                                          f"{reason}; its CREATE INDEX built CONCURRENTLY first"))  # fmt: skip
         return [build for _, build in found]
 

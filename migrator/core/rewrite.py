@@ -30,7 +30,7 @@ class RewriteMode(StrEnum):
     PLAIN = "plain"
 
 
-class Path(StrEnum):
+class Route(StrEnum):
     """How the heavy statements of some versions on one table run."""
 
     ONLINE = "online"  # on a shadow table, swapped in (an OnlineRewrite step)
@@ -95,7 +95,7 @@ class RewriteDecision:
 
     table: str
     versions: tuple[str, ...]
-    path: Path
+    path: Route
     total_bytes: int | None
     reason: str
     refusals: tuple[str, ...] = ()  # why the online path was not taken (or, asked for, is refused)
@@ -107,15 +107,7 @@ class RewriteDecision:
     @property
     def extra_disk(self) -> int | None:
         """Disk the run holds beyond today's: the shadow, about the table's total size, for the whole run."""
-        return self.total_bytes if self.path is Path.ONLINE else None
-
-    def describe(self) -> str:
-        """One line for `plan`: the decision, the estimate and why, and the disk it holds."""
-        versions = ", ".join(self.versions)
-        line = f"{self.table} ({versions}): {self.path} — {self.reason}"
-        if self.extra_disk is not None:
-            line += f"; holds about {pretty_size(self.extra_disk)} more disk for the whole run (the shadow table)"
-        return line
+        return self.total_bytes if self.path is Route.ONLINE else None
 
     def to_dict(self) -> dict[str, Any]:
         estimate = self.estimate
