@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,7 @@ class Writers:
     count: int = 2
     pause: float = 0.005
     commits: int = 0
+    worst: float = 0.0  # seconds, the longest write transaction (a stall shows here)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -153,6 +155,7 @@ class Writers:
             while not self._stop.is_set() and keys:
                 key = chance.choice(keys)
                 roll = chance.random()
+                started = time.monotonic()
                 try:
                     with conn.transaction():
                         if roll < 0.6:
@@ -172,4 +175,5 @@ class Writers:
                     continue
                 with self._lock:
                     self.commits += 1
+                    self.worst = max(self.worst, time.monotonic() - started)
                 self._stop.wait(self.pause)
