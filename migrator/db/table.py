@@ -63,8 +63,16 @@ SELECT con.conname::text, pg_get_constraintdef(con.oid), obj_description(con.con
   FROM pg_constraint con JOIN pg_index i ON i.indexrelid = con.conindid
  WHERE con.conrelid = %s AND con.contype = 'p'
 """
-# Constraints a shadow would not carry (Temporal's tables have none but the key and, on 18, NOT NULL's).
-_OTHER_CONSTRAINTS = "SELECT conname::text FROM pg_constraint WHERE conrelid = %s AND contype NOT IN ('p', 'n')"
+# What a shadow would not carry (Temporal's tables have none of it): constraints but the key and, on 18, NOT
+# NULL's; identity columns and owned sequences (the swap would move the sequence away with the old table).
+_NOT_CARRIED = """
+SELECT 'constraint ' || conname FROM pg_constraint WHERE conrelid = %s AND contype NOT IN ('p', 'n')
+UNION ALL
+SELECT 'identity column ' || attname FROM pg_attribute WHERE attrelid = %s AND attidentity <> ''
+UNION ALL
+SELECT 'owned sequence ' || s.relname FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+ WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = %s AND d.deptype IN ('a', 'i')
+"""
 _INDEXES = """
 SELECT c.relname::text, pg_get_indexdef(i.indexrelid), obj_description(i.indexrelid, 'pg_class'), i.indisclustered,
        i.indisreplident
@@ -98,10 +106,10 @@ def read_shape(rows: Rows, schema: str, table: str, server_version: int) -> Tabl
     if not found:
         raise UnsafeStateError(f"table {schema}.{table} does not exist; changed nothing")
     oid, owner, reloptions, toast_options, identity, has_acl, comment = found[0]
-    other = [name for (name,) in rows(_OTHER_CONSTRAINTS, (oid,))]
+    other = [name for (name,) in rows(_NOT_CARRIED, (oid, oid, oid))]
     if other:
         raise UnsafeStateError(
-            f"table {table} has constraints an online rewrite does not carry ({', '.join(other)}); "
+            f"table {table} has what an online rewrite does not carry ({', '.join(other)}); "
             "use --rewrite-mode plain; changed nothing"
         )
     key = rows(_KEY, (oid,))

@@ -160,7 +160,7 @@ def _execute(session: Database, shell: Shell, step: Step, report: Report, stoppe
             session.run(text, (), f"building index {index} of v{version} concurrently")
         case OnlineRewrite():
             assert stopper is not None, "an online rewrite runs only under the lock, where the stopper is"
-            online.rewrite(shell.settings, shell.connect, stopper.application_name, step)
+            online.rewrite(shell.settings, shell.connect, stopper.application_name, step, stopper.poll)
         case AbortOnline():
             assert stopper is not None, "an online rewrite is aborted only under the lock, where the stopper is"
             online.abort(shell.settings, shell.connect, stopper.application_name, step)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,7 @@ from migrator.db.catalog import Rows
 from migrator.db.interface import Connect, Database
 from migrator.db.table import read_shape, read_state, terminate_orphans
 from migrator.errors import LockWaitError, UnsafeStateError
+from migrator.run.watcher import draw, drawn_in_place
 
 log = structlog.get_logger("migrator.run.online")
 
@@ -69,19 +71,33 @@ OLD_HOLDER_SECONDS = 1.0  # a session holding a lock on the table this long woul
 
 @dataclass
 class Progress:
-    """``ddl.progress`` events of one phase, at most every --progress-interval (and always the last)."""
+    """``ddl.progress`` events of one phase, at most every --progress-interval (and always the last); on a
+    terminal with console logs, one line redrawn in place until the phase's last event."""
 
     interval: float
     table: str
+    in_place: bool = False
+    check: Callable[[], None] = lambda: None  # raises when the run has lost its lock
     started: float = field(default_factory=time.monotonic)
     last: float = 0.0
+    drawn: bool = False
 
     def report(self, phase: Phase, *, final: bool = False, **fields: Any) -> None:
         now = time.monotonic()
         if not final and now - self.last < self.interval:
             return
         self.last = now
-        log.info("ddl.progress", online=phase.value, table=self.table, seconds=round(now - self.started, 1), **fields)
+        self.check()
+        seconds = round(now - self.started, 1)
+        if self.in_place and not final:
+            figures = " ".join(f"{name} {value}" for name, value in fields.items())
+            draw(f"{time.strftime('%H:%M:%S')} ddl.progress online {phase.value} {self.table} {seconds:.0f}s {figures}")
+            self.drawn = True
+            return
+        if self.drawn:
+            sys.stderr.write("\n")
+            self.drawn = False
+        log.info("ddl.progress", online=phase.value, table=self.table, seconds=seconds, **fields)
 
 
 @dataclass
@@ -93,6 +109,11 @@ class Engine:
     schema: str
     shape: TableShape
     step: OnlineRewrite
+    check: Callable[[], None]  # raises when the run has lost its lock (the stopper's poll)
+
+    def progress(self, interval: float | None = None) -> Progress:
+        every = self.settings.progress_interval if interval is None else interval
+        return Progress(every, self.shape.name, drawn_in_place(self.settings), self.check)
 
     def rows(self, doing: str) -> Rows:
         def rows(query: sql.Composable | str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -147,7 +168,7 @@ class Engine:
         log.info("online.phase", table=self.shape.name, phase=Phase.COPY.value)
 
     def copy(self, copied: int) -> None:
-        progress = Progress(self.settings.progress_interval, self.shape.name)
+        progress = self.progress()
         first = copied == 0
         total = copied
         while True:
@@ -169,7 +190,7 @@ class Engine:
         retargeted = tuple(retarget_index(index.definition, WORK_SCHEMA) for index in self.shape.indexes)
         units = [index_statements(index, text) for index, text in zip(self.shape.indexes, retargeted, strict=True)]
         units += [[text] for text in vendor]
-        progress = Progress(0.0, self.shape.name)
+        progress = self.progress(0.0)
         counter = sql.SQL("UPDATE {} SET indexes_built = %s").format(sql.Identifier(WORK_SCHEMA, STATE))
         for number in range(built, len(units)):
             doing = f"building index {number + 1} of {len(units)} on the shadow of {self.shape.name}"
@@ -196,7 +217,7 @@ class Engine:
         return count, backlog - count
 
     def catchup(self) -> None:
-        progress = Progress(self.settings.progress_interval, self.shape.name)
+        progress = self.progress()
         history: list[int] = []
         replayed = 0
         while True:
@@ -229,6 +250,7 @@ class Engine:
         timeout = swap_lock_timeout(self.settings.ddl_lock_timeout, self.settings.max_stall)
         doing = f"swapping {self.shape.name} with its shadow"
         for attempt in range(1, SWAP_ATTEMPTS + 1):
+            self.check()
             holders = self.old_holders()
             if not holders:
                 with self.session.transaction(f"replaying the changes captured on {self.shape.name}", repeatable=True):
@@ -308,8 +330,15 @@ def _remove(session: Database, schema: str, table: str, *, retired: bool) -> Non
             session.run(statement, (), doing)
 
 
-def rewrite(settings: Settings, connect: Connect, application_name: str, step: OnlineRewrite) -> None:
-    """Carry out ``step``, or resume it from the phase a killed or interrupted run recorded."""
+def rewrite(
+    settings: Settings,
+    connect: Connect,
+    application_name: str,
+    step: OnlineRewrite,
+    check: Callable[[], None] = lambda: None,
+) -> None:
+    """Carry out ``step``, or resume it from the phase a killed or interrupted run recorded; ``check`` raises
+    when the run has lost its lock (called between batches, rounds and attempts)."""
     with _session(settings, connect, application_name) as session:
         ((schema,),) = session.run("SELECT current_schema()", (), "reading the schema")
         wanted = digest(step.statements)
@@ -331,7 +360,7 @@ def rewrite(settings: Settings, connect: Connect, application_name: str, step: O
                 for statement in setup_statements(shape, step.versions, wanted):
                     session.run(statement, (), doing)
             log.info("online.started", table=step.table, versions=list(step.versions), reason=step.reason)
-        engine = Engine(session, settings, schema, shape, step)
+        engine = Engine(session, settings, schema, shape, step, check)
         try:
             if phase is Phase.CAPTURE:
                 engine.capture()
