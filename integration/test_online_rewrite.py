@@ -28,6 +28,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,23 @@ def holding(db: AppDb, statement: str) -> Iterator[None]:
             conn.execute("ROLLBACK")
 
 
+def stalls(load: Load, started: float, wall: float, stderr: str) -> str:
+    """Where the queries over 1 s started, against the run's events (seconds since the run started)."""
+    slow = sorted((round(at - started, 2), round(seconds, 2)) for at, seconds in load.samples if seconds > 1)
+    events = [
+        (
+            round(datetime.fromisoformat(e["timestamp"]).timestamp() - wall, 2),
+            e["event"],
+            e.get("online"),
+            e.get("stall"),
+        )
+        for e in log_events(stderr)
+        if e.get("event", "").startswith(("online.", "tool.", "lock."))
+        or e.get("online") in (Phase.SWAP, Phase.CATCHUP)
+    ]
+    return f"queries over 1 s (start, seconds): {slow}; events: {events}"
+
+
 def online_events(stderr: str) -> list[dict[str, Any]]:
     return [e for e in log_events(stderr) if e.get("event", "").startswith("online.") or e.get("online")]
 
@@ -230,7 +248,7 @@ def test_online_migrate_keeps_every_live_write_and_equals_a_clean_install(
     load = Load(db.connect).start()
     time.sleep(1)
     writes = load.writes
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     proc = run_migrator(db, "migrate", "--schema", "visibility", *ONLINE)
     ended = time.monotonic()
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -248,8 +266,7 @@ def test_online_migrate_keeps_every_live_write_and_equals_a_clean_install(
         "online.done",
     ]
     stall = figures(load.samples, started, ended)
-    swapped = [e for e in events if e["event"] == "online.swapped"]
-    assert stall.over_1s == 0, (stall, swapped)  # the goal: no live query waits a second
+    assert stall.over_1s == 0, stalls(load, started, wall, proc.stderr)  # the goal: no live query waits a second
 
 
 def kill_point(db: AppDb, phase: Phase, stream: EventStream, holds: contextlib.ExitStack) -> None:
@@ -339,7 +356,7 @@ def test_a_reader_holding_the_table_holds_off_the_swap_until_it_ends(
     clean = clean_install(make_db, temporal_tool, schema_dir)
     db = visibility_at(make_db, release_files, SOURCE_RELEASE, SOURCE_VERSION, KILL_ROWS)
     load = Load(db.connect).start()
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     proc = start_migrator(db, "migrate", "--schema", "visibility", *ONLINE)
     stream = EventStream(proc)
     with contextlib.ExitStack() as holds:
@@ -359,7 +376,7 @@ def test_a_reader_holding_the_table_holds_off_the_swap_until_it_ends(
     worst = figures(load.samples, started, ended)
     # the swap waits at most half the tolerated stall (--max-stall, 1 s) per attempt; a loaded machine adds some
     assert worst.worst_s is not None
-    assert worst.worst_s <= 1.5, (worst, released - started)
+    assert worst.worst_s <= 1.5, (worst, released - started, stalls(load, started, wall, stream.rest()))
 
 
 def test_a_for_all_tables_publication_is_refused_unless_allowed(
