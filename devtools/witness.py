@@ -105,6 +105,7 @@ class Writers:
     pause: float = 0.005
     commits: int = 0
     worst: float = 0.0  # seconds, the longest write transaction (a stall shows here)
+    worst_at: float = 0.0  # when it started (time.time())
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -175,5 +176,9 @@ class Writers:
                     continue
                 with self._lock:
                     self.commits += 1
-                    self.worst = max(self.worst, time.monotonic() - started)
+                    if time.monotonic() - started > self.worst:
+                        self.worst, self.worst_at = (
+                            time.monotonic() - started,
+                            time.time() - (time.monotonic() - started),
+                        )
                 self._stop.wait(self.pause)
