@@ -119,12 +119,6 @@ class Engine:
         every = self.settings.progress_interval if interval is None else interval
         return Progress(every, self.shape.name, drawn_in_place(self.settings), self.check)
 
-    def rows(self, doing: str) -> Rows:
-        def rows(query: sql.Composable | str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-            return self.session.run(query, params, doing)
-
-        return rows
-
     def run_all(self, statements: Sequence[str], doing: str) -> None:
         for statement in statements:
             self.session.run(statement, (), doing)
