@@ -24,9 +24,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from devtools import witness
 from devtools.data import fill
 from devtools.databases import AppDb, MakeDb
+from devtools.witness import Load, compare, drop_witness
 from integration.support.processes import bring_to, log_events
 from migrator.core.online import WORK_SCHEMA
 
@@ -142,10 +142,8 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, proc: s
 
 
 @contextlib.contextmanager
-def live_writes(db: AppDb) -> Iterator[witness.Writers]:
-    with db.connect() as conn:
-        witnessed = witness.seed(conn, TABLE)
-    writers = witness.Writers(witnessed, db.connect)
+def live_writes(db: AppDb) -> Iterator[Load]:
+    writers = Load(db.connect)
     writers.start()
     try:
         yield writers
@@ -165,13 +163,19 @@ def holding(db: AppDb, statement: str) -> Iterator[None]:
             conn.execute("ROLLBACK")
 
 
-def check_converged(db: AppDb, writers: witness.Writers, clean: tuple[str, Any]) -> None:
-    commits = writers.stop()
-    assert commits > 50, commits
+def worst(writers: Load) -> float:
+    """Seconds of the longest query of the live load so far (a stall shows here)."""
+    return max((seconds for _, seconds in writers.samples), default=0.0)
+
+
+def check_converged(db: AppDb, writers: Load, clean: tuple[str, Any]) -> None:
+    writers.stop()
+    assert writers.writes > 50, writers.writes
     assert writers.errors == []  # no write failed: the trigger is on every write's path
     with db.connect() as conn:
-        assert witness.differences(conn, writers.witnessed) == 0
-        witness.drop(conn)
+        comparison = compare(conn, writers.columns)
+        assert comparison.identical, comparison.summary()
+        drop_witness(conn)
     assert traces(db) == (0, 0, 0, 1)
     assert (db.schema_dump(), catalog(db)) == clean
     assert db.version_rows() == [(db.name, VERSIONS[-1])]
@@ -194,7 +198,7 @@ def test_online_rewrite_keeps_every_write_and_matches_a_clean_install(
     assert len(swapped) == 1, events[-5:]
     phases = {event.get("online") for event in events if event["event"] == "ddl.progress"}
     assert {"copy", "index", "catchup"} <= phases, phases
-    figures = {"rows": ROWS, "seconds": round(seconds, 1), "commits": writers.commits, "worst_write": writers.worst}
+    figures = {"rows": ROWS, "seconds": round(seconds, 1), "commits": writers.writes, "worst_query": worst(writers)}
     print(json.dumps({**figures, **swapped[0]}))
 
 
@@ -211,7 +215,7 @@ def test_a_blocker_holds_the_swap_off_without_stalling_the_writes(
         proc = start_engine(db, *VERSIONS)
         wait_until(lambda: (state(db) or ("",))[0] == "swap", 300, "the swap", proc)
         time.sleep(2)
-        before = writers.worst
+        before = worst(writers)
         stack.close()
         events = finish(proc)
         check_converged(db, writers, clean)
@@ -219,7 +223,7 @@ def test_a_blocker_holds_the_swap_off_without_stalling_the_writes(
     assert attempts, "no swap attempt was reported while the blocker held the table"
     assert all(event["online"] == "swap" for event in attempts)
     assert {event["outcome"] for event in attempts} <= {"postponed", "lock wait given up"}
-    assert writers.worst < 1.0, (before, writers.worst)
+    assert worst(writers) < 1.0, (before, worst(writers))
 
 
 def _past_capture(db: AppDb) -> bool:
@@ -293,10 +297,12 @@ def test_killed_then_aborted_leaves_the_table_as_it_was(make_db: MakeDb, tempora
         events = finish(start_engine(db, "--abort"))
         assert [event["phase"] for event in events if event["event"] == "online.aborted"] == ["index"]
         time.sleep(0.5)
-        assert writers.stop() > 20
+        writers.stop()
+        assert writers.writes > 20
         assert writers.errors == []
         with db.connect() as conn:
-            assert witness.differences(conn, writers.witnessed) == 0
-            witness.drop(conn)
+            comparison = compare(conn, writers.columns)
+            assert comparison.identical, comparison.summary()
+            drop_witness(conn)
     assert traces(db) == (0, 0, 0, 1)
     assert (db.schema_dump(), catalog(db), db.version_rows()) == before
