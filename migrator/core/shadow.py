@@ -215,7 +215,8 @@ def setup_statements(shape: TableShape, versions: tuple[str, ...], statements_di
     return [
         f"CREATE SCHEMA {quote_identifier(WORK_SCHEMA)}",
         f"CREATE SCHEMA {quote_identifier(RETIRED_SCHEMA)}",
-        f"CREATE TABLE {_work(STATE)} (table_name text NOT NULL, versions text[] NOT NULL, phase text NOT NULL, "
+        # a key: under a FOR ALL TABLES publication (allowed by the operator) an update needs a replica identity
+        f"CREATE TABLE {_work(STATE)} (table_name text PRIMARY KEY, versions text[] NOT NULL, phase text NOT NULL, "
         "store_schema text NOT NULL, statements_digest text NOT NULL, resume_key text[], "
         "rows_copied bigint NOT NULL DEFAULT 0, indexes_built integer NOT NULL DEFAULT 0, "
         "started_at timestamptz NOT NULL DEFAULT now())",
