@@ -112,6 +112,7 @@ class Engine:
     shape: TableShape
     step: OnlineRewrite
     check: Callable[[], None]  # raises when the run has lost its lock (the stopper's poll)
+    work: ShadowWork
     replayed: int = 0  # keys replayed by catch-up rounds, and their seconds: the replay's rate
     replay_seconds: float = 0.0
 
@@ -128,21 +129,6 @@ class Engine:
         path = f"{quote_identifier(WORK_SCHEMA)}, {quote_identifier(self.schema)}"
         self.session.run("SELECT set_config('search_path', %s, true)", (path,), "setting the search_path")
 
-    def shadow_work(self) -> tuple[list[str], list[str]]:
-        """The vendor's statements for the shadow: (ALTERs before the copy, index statements after it)."""
-        before: list[str] = []
-        after: list[str] = []
-        for text in self.step.statements:
-            try:
-                use, adapted = for_shadow(text, WORK_SCHEMA)
-            except ValueError as error:
-                raise UnsafeStateError(f"{error}; use --rewrite-mode plain; changed nothing") from None
-            if use is ShadowUse.TABLE:
-                before.append(adapted)
-            elif use is ShadowUse.INDEX:
-                after.append(adapted)
-        return before, after
-
     # -- phases ----------------------------------------------------------------------------------------
 
     def capture(self) -> None:
@@ -155,12 +141,11 @@ class Engine:
         if present[0][0] < 2:
             with self.session.transaction(f"creating the capture triggers on {self.shape.name}"):
                 self.run_all(trigger_statements(self.shape), f"creating the capture triggers on {self.shape.name}")
-        before, _ = self.shadow_work()
         doing = f"building the shadow of {self.shape.name}"
         with self.session.transaction(doing):
             self.run_all(shadow_statements(self.shape), doing)
             self.search_path()
-            self.run_all(before, f"applying the vendor's ALTER TABLE to the shadow of {self.shape.name}")
+            self.run_all(self.work.alters, f"applying the vendor's ALTER TABLE to the shadow of {self.shape.name}")
             self.run_all(key_statements(self.shape), doing)
             self.session.run(set_phase(Phase.COPY), (), doing)
         log.info("online.phase", table=self.shape.name, phase=Phase.COPY.value)
@@ -184,10 +169,9 @@ class Engine:
     def index(self, built: int) -> None:
         """Each existing index (with its comment) and each vendor index statement in its own transaction, with
         the count of those done: a killed build is rolled back and redone, a finished one never."""
-        _, vendor = self.shadow_work()
         retargeted = tuple(retarget_index(index.definition, WORK_SCHEMA) for index in self.shape.indexes)
         units = [index_statements(index, text) for index, text in zip(self.shape.indexes, retargeted, strict=True)]
-        units += [[text] for text in vendor]
+        units += [[text] for text in self.work.indexes]
         progress = self.progress(0.0)
         counter = sql.SQL("UPDATE {} SET indexes_built = %s").format(sql.Identifier(WORK_SCHEMA, STATE))
         for number in range(built, len(units)):
@@ -316,6 +300,26 @@ class Engine:
         return True
 
 
+@dataclass(frozen=True)
+class ShadowWork:
+    """The vendor's statements as they run on the shadow: ALTERs before the copy, index statements after it."""
+
+    alters: tuple[str, ...]
+    indexes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, step: OnlineRewrite) -> ShadowWork:
+        """Refused before any DDL when a statement is of a form the shadow cannot take."""
+        adapted: dict[ShadowUse, list[str]] = {use: [] for use in ShadowUse}
+        for text in step.statements:
+            try:
+                use, statement = for_shadow(text, WORK_SCHEMA)
+            except ValueError as error:
+                raise UnsafeStateError(f"{error}; use --rewrite-mode plain; changed nothing") from None
+            adapted[use].append(statement)
+        return cls(tuple(adapted[ShadowUse.TABLE]), tuple(adapted[ShadowUse.INDEX]))
+
+
 class _Diverging(Exception):
     """The catch-up's backlog did not shrink: carried to `rewrite`, which removes every trace."""
 
@@ -372,6 +376,7 @@ def rewrite(
 ) -> None:
     """Carry out ``step``, or resume it from the phase a killed or interrupted run recorded; ``check`` raises
     when the run has lost its lock (called between batches, rounds and attempts)."""
+    work = ShadowWork.of(step)
     with _session(settings, connect, application_name) as session:
         ((schema,),) = session.run("SELECT current_schema()", (), "reading the schema")
         wanted = digest(step.statements)
@@ -393,7 +398,7 @@ def rewrite(
                 for statement in setup_statements(shape, step.versions, wanted):
                     session.run(statement, (), doing)
             log.info("online.started", table=step.table, versions=list(step.versions), reason=step.reason)
-        engine = Engine(session, settings, schema, shape, step, check)
+        engine = Engine(session, settings, schema, shape, step, check, work)
         try:
             if phase is Phase.CAPTURE:
                 engine.capture()

@@ -12,6 +12,7 @@ import structlog.testing
 from migrator.core.online import Phase
 from migrator.core.planner import AbortOnline, BuildIndexConcurrently, OnlineRewrite, Step
 from migrator.core.vendor import VendorSchema
+from migrator.errors import UnsafeStateError
 from migrator.run import migrate as migrate_module
 from migrator.run import online
 from migrator.run.lock import HeldLock
@@ -81,3 +82,22 @@ def test_online_progress_is_events_at_most_every_interval_in_logs(monkeypatch: p
             progress.report(Phase.CATCHUP, backlog=backlog, trend=-100)
         progress.report(Phase.CATCHUP, final=True, backlog=150, trend=-550)
     assert [event["backlog"] for event in logged] == [900, 150]
+
+
+def test_the_vendor_statements_are_sorted_for_the_shadow_and_refused_before_any_ddl() -> None:
+    step = OnlineRewrite(
+        "visits",
+        ("1.13",),
+        (
+            "ALTER TABLE visits ADD COLUMN IF NOT EXISTS x bigint GENERATED ALWAYS AS ((doc->'X')::bigint) STORED",
+            "DO $$ BEGIN END $$",
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS by_x ON visits (namespace_id, x)",
+        ),
+        "test",
+    )
+    work = online.ShadowWork.of(step)
+    assert work.alters == (step.statements[0],)
+    assert work.indexes == ("CREATE INDEX IF NOT EXISTS by_x ON temporal_migrator_online.visits (namespace_id, x)",)
+    refused = OnlineRewrite("visits", ("1.13",), ("UPDATE visits SET x = 1",), "test")
+    with pytest.raises(UnsafeStateError, match=r"cannot apply to a shadow.*changed nothing"):
+        online.ShadowWork.of(refused)
