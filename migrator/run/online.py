@@ -6,7 +6,8 @@ the empty shadow with the vendor's ALTERs and the primary key, committed with th
 batches, each committing its resume key), index (each build committed with its count), catchup (replay of the
 logged keys in REPEATABLE READ rounds, until the backlog is small; given up, every trace removed, when it does not
 shrink), swap (one transaction under a short lock_timeout: lock, last replay, triggers dropped, the tables
-exchanged by schema, publications re-listed, phase cleanup), cleanup (the old table and every helper dropped).
+exchanged by schema, publications re-listed, phase cleanup), cleanup (the old table, the log, the functions, the
+state and both schemas dropped).
 
 The session is tagged with the run's tool tag (the stopper cancels its statements when the run stops or loses its
 lock) and has the lock session's settings (lock_timeout = --ddl-lock-timeout, client_connection_check_interval).
