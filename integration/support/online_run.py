@@ -3,7 +3,8 @@
 ``python -m integration.support.online_run <table> <old version> <version>... [--abort] [--batch N]``, settings
 from the environment (``AppDb.env``): under the real advisory lock and stopper, the steps the plan would give:
 online-rewrite of the versions, then each version's statements skipped and the version recorded (or
-abort-online). ``--batch`` makes the copy's keyset batches small, so a kill can land in the middle of the copy.
+abort-online). ``--batch`` makes the copy's keyset batches small, so a kill can land in the middle of the copy;
+``--round`` and ``--patience`` make the catch-up slow and impatient, so live writes outpace it.
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ def main() -> int:
     parser.add_argument("versions", nargs="*")
     parser.add_argument("--abort", action="store_true")
     parser.add_argument("--batch", type=int, default=online.COPY_BATCH_ROWS)
+    parser.add_argument("--round", type=int, default=online.REPLAY_ROUND_KEYS)
+    parser.add_argument("--patience", type=int, default=online.BACKLOG_PATIENCE)
     args = parser.parse_args()
-    online.COPY_BATCH_ROWS = args.batch
+    online.COPY_BATCH_ROWS, online.REPLAY_ROUND_KEYS, online.BACKLOG_PATIENCE = args.batch, args.round, args.patience
     settings = build_settings("migrate", {}, os.environ)
     logs.configure("json", "info", [settings.password])
     planned = steps(args, str(settings.schema_dir), settings.store)

@@ -215,7 +215,8 @@ def setup_statements(shape: TableShape, versions: tuple[str, ...], statements_di
     return [
         f"CREATE SCHEMA {quote_identifier(WORK_SCHEMA)}",
         f"CREATE SCHEMA {quote_identifier(RETIRED_SCHEMA)}",
-        f"CREATE TABLE {_work(STATE)} (table_name text NOT NULL, versions text[] NOT NULL, phase text NOT NULL, "
+        # a key: under a FOR ALL TABLES publication (allowed by the operator) an update needs a replica identity
+        f"CREATE TABLE {_work(STATE)} (table_name text PRIMARY KEY, versions text[] NOT NULL, phase text NOT NULL, "
         "store_schema text NOT NULL, statements_digest text NOT NULL, resume_key text[], "
         "rows_copied bigint NOT NULL DEFAULT 0, indexes_built integer NOT NULL DEFAULT 0, "
         "started_at timestamptz NOT NULL DEFAULT now())",
@@ -283,6 +284,7 @@ def shadow_statements(shape: TableShape) -> list[str]:
             out.append(f"ALTER TABLE {target} ALTER COLUMN {name} SET STATISTICS {column.statistics}")
         if column.options:
             out.append(f"ALTER TABLE {target} ALTER COLUMN {name} SET ({_options(column.options)})")
+    out.append(f"ALTER TABLE {target} SET (autovacuum_enabled = false)")  # until the swap: see `swap_statements`
     out.append(f"ALTER TABLE {target} OWNER TO {quote_identifier(shape.owner)}")
     out += _grants(shape)
     if shape.comment is not None:
@@ -379,6 +381,10 @@ def replay_bound(limit: int | None) -> str:
     )
 
 
+def backlog_count() -> str:
+    return f"SELECT count(*) FROM {_work(LOG)}"
+
+
 def replay_statements(shape: TableShape) -> list[str]:
     """Re-sync every key logged up to ``%s`` (a log id): delete it from the shadow, insert it again from the live
     table's current row (none if deleted), forget it. Idempotent; run in one snapshot (REPEATABLE READ, or under
@@ -409,10 +415,23 @@ def publication_statements(shape: TableShape) -> list[str]:
     return out
 
 
+def _reloptions_restored(shape: TableShape) -> list[str]:
+    """The shadow's reloptions back to the live table's, in their order: the shadow ran without autovacuum, whose
+    lock the swap would otherwise wait out (PostgreSQL cancels autovacuum for a lock waiter only after
+    deadlock_timeout) while it holds the live table; the engine analyzes the shadow itself."""
+    names = sorted({option.split("=", 1)[0] for option in shape.reloptions} | {"autovacuum_enabled"})
+    out = [f"ALTER TABLE {shape.shadow} RESET ({', '.join(names)})"]
+    if shape.reloptions:
+        out.append(f"ALTER TABLE {shape.shadow} SET ({_options(shape.reloptions)})")
+    return out
+
+
 def swap_statements(shape: TableShape) -> list[str]:
     """After `LOCK` and the last replay, in the same transaction: the live table retires, the shadow takes its
-    place (indexes and constraints move with each), publications list the new table, the phase is cleanup."""
+    place (indexes and constraints move with each) with its reloptions the live table's, publications list the
+    new table, the phase is cleanup."""
     return [
+        *_reloptions_restored(shape),
         *(f"DROP TRIGGER {quote_identifier(name)} ON {shape.live}" for name in (CAPTURE, NO_TRUNCATE)),
         f"ALTER TABLE {shape.live} SET SCHEMA {quote_identifier(RETIRED_SCHEMA)}",
         f"ALTER TABLE {shape.shadow} SET SCHEMA {quote_identifier(shape.schema)}",
@@ -425,8 +444,9 @@ def set_phase(phase: Phase) -> str:
     return f"UPDATE {_work(STATE)} SET phase = {quote_literal(phase.value)}"
 
 
-def lock_statement(shape: TableShape) -> str:
-    return f"LOCK TABLE {shape.live} IN ACCESS EXCLUSIVE MODE"
+def lock_statements(shape: TableShape) -> tuple[str, str]:
+    """(the shadow's lock, the live table's): the swap takes them in this order."""
+    return f"LOCK TABLE {shape.shadow} IN ACCESS EXCLUSIVE MODE", f"LOCK TABLE {shape.live} IN ACCESS EXCLUSIVE MODE"
 
 
 def remove_statements(schema: str, table: str, *, retired: bool) -> list[str]:
@@ -469,6 +489,16 @@ def judge_backlog(history: tuple[int, ...], *, small: int, patience: int) -> Bac
     if len(history) > patience and min(history[-patience:]) >= min(history[:-patience]):
         return Backlog.DIVERGING
     return Backlog.CONTINUE
+
+
+MIN_SWAP_BACKLOG = 10
+
+
+def swap_backlog(keys_per_second: float, budget: float) -> int:
+    """How many captured keys the swap may leave to replay under its lock: what the measured replay rate does in
+    half of ``budget`` (the tolerated stall less the lock wait), the other half a margin for the keys that come
+    in between the last round and the lock. An unmeasured rate (nothing replayed yet) allows the minimum."""
+    return max(MIN_SWAP_BACKLOG, int(keys_per_second * max(budget, 0.0) / 2))
 
 
 def swap_lock_timeout(ddl_lock_timeout: float, max_stall: float) -> float:

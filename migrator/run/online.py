@@ -6,7 +6,8 @@ the empty shadow with the vendor's ALTERs and the primary key, committed with th
 batches, each committing its resume key), index (each build committed with its count), catchup (replay of the
 logged keys in REPEATABLE READ rounds, until the backlog is small; given up, every trace removed, when it does not
 shrink), swap (one transaction under a short lock_timeout: lock, last replay, triggers dropped, the tables
-exchanged by schema, publications re-listed, phase cleanup), cleanup (the old table and every helper dropped).
+exchanged by schema, publications re-listed, phase cleanup), cleanup (the old table, the log, the functions, the
+state and both schemas dropped).
 
 The session is tagged with the run's tool tag (the stopper cancels its statements when the run stops or loses its
 lock) and has the lock session's settings (lock_timeout = --ddl-lock-timeout, client_connection_check_interval).
@@ -34,19 +35,21 @@ from migrator.core.shadow import (
     STATE,
     Backlog,
     TableShape,
+    backlog_count,
     copy_batch,
     digest,
     finish_statements,
     index_statements,
     judge_backlog,
     key_statements,
-    lock_statement,
+    lock_statements,
     remove_statements,
     replay_bound,
     replay_statements,
     set_phase,
     setup_statements,
     shadow_statements,
+    swap_backlog,
     swap_lock_timeout,
     swap_statements,
     trigger_statements,
@@ -62,10 +65,10 @@ log = structlog.get_logger("migrator.run.online")
 
 COPY_BATCH_ROWS = 2000
 REPLAY_ROUND_KEYS = 2000
-SMALL_BACKLOG = 200  # keys left for the swap to replay under its lock
 BACKLOG_PATIENCE = 20  # catch-up rounds without a new low before giving up
 SWAP_ATTEMPTS = 10  # per engine run; then LockWaitError hands the wait to the migrate loop's backoff
 SWAP_PAUSE = 0.5  # at most, between attempts (jittered)
+POSTPONE_SECONDS = 60.0  # waiting for long holders to go; then LockWaitError (the migrate loop backs off)
 OLD_HOLDER_SECONDS = 1.0  # a session holding a lock on the table this long would make an attempt time out
 
 
@@ -110,16 +113,13 @@ class Engine:
     shape: TableShape
     step: OnlineRewrite
     check: Callable[[], None]  # raises when the run has lost its lock (the stopper's poll)
+    work: ShadowWork
+    replayed: int = 0  # keys replayed by catch-up rounds, and their seconds: the replay's rate
+    replay_seconds: float = 0.0
 
     def progress(self, interval: float | None = None) -> Progress:
         every = self.settings.progress_interval if interval is None else interval
         return Progress(every, self.shape.name, drawn_in_place(self.settings), self.check)
-
-    def rows(self, doing: str) -> Rows:
-        def rows(query: sql.Composable | str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-            return self.session.run(query, params, doing)
-
-        return rows
 
     def run_all(self, statements: Sequence[str], doing: str) -> None:
         for statement in statements:
@@ -129,21 +129,6 @@ class Engine:
         """Inside a transaction: the vendor's unqualified names reach the shadow, its functions the store's."""
         path = f"{quote_identifier(WORK_SCHEMA)}, {quote_identifier(self.schema)}"
         self.session.run("SELECT set_config('search_path', %s, true)", (path,), "setting the search_path")
-
-    def shadow_work(self) -> tuple[list[str], list[str]]:
-        """The vendor's statements for the shadow: (ALTERs before the copy, index statements after it)."""
-        before: list[str] = []
-        after: list[str] = []
-        for text in self.step.statements:
-            try:
-                use, adapted = for_shadow(text, WORK_SCHEMA)
-            except ValueError as error:
-                raise UnsafeStateError(f"{error}; use --rewrite-mode plain; changed nothing") from None
-            if use is ShadowUse.TABLE:
-                before.append(adapted)
-            elif use is ShadowUse.INDEX:
-                after.append(adapted)
-        return before, after
 
     # -- phases ----------------------------------------------------------------------------------------
 
@@ -157,12 +142,11 @@ class Engine:
         if present[0][0] < 2:
             with self.session.transaction(f"creating the capture triggers on {self.shape.name}"):
                 self.run_all(trigger_statements(self.shape), f"creating the capture triggers on {self.shape.name}")
-        before, _ = self.shadow_work()
         doing = f"building the shadow of {self.shape.name}"
         with self.session.transaction(doing):
             self.run_all(shadow_statements(self.shape), doing)
             self.search_path()
-            self.run_all(before, f"applying the vendor's ALTER TABLE to the shadow of {self.shape.name}")
+            self.run_all(self.work.alters, f"applying the vendor's ALTER TABLE to the shadow of {self.shape.name}")
             self.run_all(key_statements(self.shape), doing)
             self.session.run(set_phase(Phase.COPY), (), doing)
         log.info("online.phase", table=self.shape.name, phase=Phase.COPY.value)
@@ -186,10 +170,9 @@ class Engine:
     def index(self, built: int) -> None:
         """Each existing index (with its comment) and each vendor index statement in its own transaction, with
         the count of those done: a killed build is rolled back and redone, a finished one never."""
-        _, vendor = self.shadow_work()
         retargeted = tuple(retarget_index(index.definition, WORK_SCHEMA) for index in self.shape.indexes)
         units = [index_statements(index, text) for index, text in zip(self.shape.indexes, retargeted, strict=True)]
-        units += [[text] for text in vendor]
+        units += [[text] for text in self.work.indexes]
         progress = self.progress(0.0)
         counter = sql.SQL("UPDATE {} SET indexes_built = %s").format(sql.Identifier(WORK_SCHEMA, STATE))
         for number in range(built, len(units)):
@@ -216,31 +199,51 @@ class Engine:
             self.session.run(statement, (upto,), doing)
         return count, backlog - count
 
-    def catchup(self) -> None:
-        progress = self.progress()
+    def round(self) -> int:
+        """One catch-up round in one snapshot, measuring the replay's rate; returns the backlog after it, counted
+        afresh (what came in while the round ran is not in its snapshot)."""
+        started = time.monotonic()
+        with self.session.transaction(f"replaying the changes captured on {self.shape.name}", repeatable=True):
+            count, _ = self.replay(REPLAY_ROUND_KEYS)
+        if count:
+            self.replayed += count
+            self.replay_seconds += time.monotonic() - started
+        ((left,),) = self.session.run(backlog_count(), (), f"counting the changes captured on {self.shape.name}")
+        return int(left)
+
+    def small(self) -> int:
+        """The backlog the swap may leave for its lock: what the measured rate replays in half its budget."""
+        timeout = swap_lock_timeout(self.settings.ddl_lock_timeout, self.settings.max_stall)
+        rate = self.replayed / self.replay_seconds if self.replay_seconds else 0.0
+        return swap_backlog(rate, self.settings.max_stall - timeout)
+
+    def converge(self, progress: Progress, phase: Phase) -> None:
+        """Catch-up rounds until the backlog is small; gives up (every trace removed) when it stops shrinking."""
         history: list[int] = []
-        replayed = 0
         while True:
-            with self.session.transaction(f"replaying the changes captured on {self.shape.name}", repeatable=True):
-                count, left = self.replay(REPLAY_ROUND_KEYS)
-            replayed += count
+            left = self.round()
             history.append(left)
-            verdict = judge_backlog(tuple(history), small=SMALL_BACKLOG, patience=BACKLOG_PATIENCE)
+            verdict = judge_backlog(tuple(history), small=self.small(), patience=BACKLOG_PATIENCE)
             trend = left - history[-2] if len(history) > 1 else 0
-            progress.report(Phase.CATCHUP, final=verdict is not Backlog.CONTINUE, replayed=replayed, backlog=left,
-                            trend=trend)  # fmt: skip
+            progress.report(phase, final=verdict is not Backlog.CONTINUE and phase is Phase.CATCHUP,
+                            replayed=self.replayed, backlog=left, trend=trend)  # fmt: skip
             if verdict is Backlog.SWAP:
-                break
+                return
             if verdict is Backlog.DIVERGING:
                 raise _Diverging(left, BACKLOG_PATIENCE)
+
+    def catchup(self) -> None:
+        self.converge(self.progress(), Phase.CATCHUP)
         self.session.run(set_phase(Phase.SWAP), (), "starting the swap")
 
     def old_holders(self) -> list[int]:
-        """Sessions that have held a lock on the live table for a while: an attempt now would only time out."""
+        """Sessions an attempt now would only time out behind: those holding a lock on the live table for a
+        while, and autovacuum on it (PostgreSQL cancels it for a lock waiter only after deadlock_timeout, longer
+        than the swap waits)."""
         found = self.session.run(
             "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.relation = %s::regclass AND l.pid <> pg_backend_pid() AND l.granted "
-            "AND a.xact_start < now() - make_interval(secs => %s)",
+            "AND (a.xact_start < now() - make_interval(secs => %s) OR a.backend_type = 'autovacuum worker')",
             (self.shape.live, OLD_HOLDER_SECONDS),
             "looking for long lock holders on the table",
         )
@@ -248,39 +251,74 @@ class Engine:
 
     def swap(self) -> None:
         timeout = swap_lock_timeout(self.settings.ddl_lock_timeout, self.settings.max_stall)
-        doing = f"swapping {self.shape.name} with its shadow"
-        for attempt in range(1, SWAP_ATTEMPTS + 1):
+        progress = self.progress()
+        attempt, postponed = 0, 0.0
+        while attempt < SWAP_ATTEMPTS:
             self.check()
             holders = self.old_holders()
-            if not holders:
-                with self.session.transaction(f"replaying the changes captured on {self.shape.name}", repeatable=True):
-                    self.replay(None)
-                started = time.monotonic()
-                try:
-                    with self.session.transaction(doing):
-                        self.session.run(
-                            "SELECT set_config('lock_timeout', %s, true)", (f"{round(timeout * 1000)}ms",), doing
-                        )
-                        self.session.run(lock_statement(self.shape), (), doing)
-                        locked = time.monotonic()
-                        replayed, _ = self.replay(None)
-                        self.run_all(swap_statements(self.shape), doing)
-                except LockWaitError:
-                    log.info("ddl.progress", online=Phase.SWAP.value, table=self.shape.name, attempt=attempt,
-                             outcome="lock wait given up", waited=round(time.monotonic() - started, 3))  # fmt: skip
-                else:
-                    done = time.monotonic()
-                    log.info("online.swapped", table=self.shape.name, attempt=attempt, replayed=replayed,
-                             stall=round(done - started, 3), held=round(done - locked, 3))  # fmt: skip
-                    return
-            else:
-                log.info("ddl.progress", online=Phase.SWAP.value, table=self.shape.name, attempt=attempt,
-                         outcome="postponed", holders=holders)  # fmt: skip
+            if holders:
+                if postponed > POSTPONE_SECONDS:
+                    raise LockWaitError(
+                        f"the swap of {self.shape.name} was postponed {POSTPONE_SECONDS:g}s for sessions holding the "
+                        f"table (pids {', '.join(map(str, holders))})"
+                    )
+                progress.report(Phase.SWAP, outcome="postponed", holders=holders)
+                time.sleep(SWAP_PAUSE)
+                postponed += SWAP_PAUSE
+                continue
+            attempt += 1
+            self.converge(progress, Phase.SWAP)  # right before the attempt: little is left for the lock
+            if self.attempt(attempt, timeout):
+                return
             time.sleep(random.uniform(0, SWAP_PAUSE))
         raise LockWaitError(
             f"the swap of {self.shape.name} did not get its lock in {SWAP_ATTEMPTS} attempts of {timeout:g}s "
             "(other sessions hold the table)"
         )
+
+    def attempt(self, attempt: int, timeout: float) -> bool:
+        """One swap transaction: the shadow locked first (waiting there for its autovacuum stalls nobody), then
+        the live table under the short ``timeout``, the last replay, the exchange. False: the lock wait gave up."""
+        doing = f"swapping {self.shape.name} with its shadow"
+        shadow, live = lock_statements(self.shape)
+        started = locked = time.monotonic()
+        try:
+            with self.session.transaction(doing):
+                self.session.run(shadow, (), doing)
+                self.session.run("SELECT set_config('lock_timeout', %s, true)", (f"{round(timeout * 1000)}ms",), doing)
+                started = time.monotonic()
+                self.session.run(live, (), doing)
+                locked = time.monotonic()
+                replayed, _ = self.replay(None)
+                self.run_all(swap_statements(self.shape), doing)
+        except LockWaitError:
+            log.info("ddl.progress", online=Phase.SWAP.value, table=self.shape.name, attempt=attempt,
+                     outcome="lock wait given up", waited=round(time.monotonic() - started, 3))  # fmt: skip
+            return False
+        done = time.monotonic()
+        log.info("online.swapped", table=self.shape.name, attempt=attempt, replayed=replayed,
+                 stall=round(done - started, 3), held=round(done - locked, 3))  # fmt: skip
+        return True
+
+
+@dataclass(frozen=True)
+class ShadowWork:
+    """The vendor's statements as they run on the shadow: ALTERs before the copy, index statements after it."""
+
+    alters: tuple[str, ...]
+    indexes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, step: OnlineRewrite) -> ShadowWork:
+        """Refused before any DDL when a statement is of a form the shadow cannot take."""
+        adapted: dict[ShadowUse, list[str]] = {use: [] for use in ShadowUse}
+        for text in step.statements:
+            try:
+                use, statement = for_shadow(text, WORK_SCHEMA)
+            except ValueError as error:
+                raise UnsafeStateError(f"{error}; use --rewrite-mode plain; changed nothing") from None
+            adapted[use].append(statement)
+        return cls(tuple(adapted[ShadowUse.TABLE]), tuple(adapted[ShadowUse.INDEX]))
 
 
 class _Diverging(Exception):
@@ -339,6 +377,7 @@ def rewrite(
 ) -> None:
     """Carry out ``step``, or resume it from the phase a killed or interrupted run recorded; ``check`` raises
     when the run has lost its lock (called between batches, rounds and attempts)."""
+    work = ShadowWork.of(step)
     with _session(settings, connect, application_name) as session:
         ((schema,),) = session.run("SELECT current_schema()", (), "reading the schema")
         wanted = digest(step.statements)
@@ -360,7 +399,7 @@ def rewrite(
                 for statement in setup_statements(shape, step.versions, wanted):
                     session.run(statement, (), doing)
             log.info("online.started", table=step.table, versions=list(step.versions), reason=step.reason)
-        engine = Engine(session, settings, schema, shape, step, check)
+        engine = Engine(session, settings, schema, shape, step, check, work)
         try:
             if phase is Phase.CAPTURE:
                 engine.capture()

@@ -27,6 +27,7 @@ from migrator.core.shadow import (
     replay_statements,
     setup_statements,
     shadow_statements,
+    swap_backlog,
     swap_lock_timeout,
     swap_statements,
     trigger_statements,
@@ -181,6 +182,8 @@ def test_the_replay_resyncs_each_logged_key_from_the_live_row() -> None:
 
 def test_the_swap_drops_the_triggers_exchanges_the_tables_and_lists_the_new_one() -> None:
     assert swap_statements(SHAPE) == [
+        f'ALTER TABLE {WORK}."visits" RESET (autovacuum_enabled, fillfactor)',
+        f"ALTER TABLE {WORK}.\"visits\" SET (fillfactor = '90')",
         'DROP TRIGGER "temporal_migrator_capture" ON "public"."visits"',
         'DROP TRIGGER "temporal_migrator_no_truncate" ON "public"."visits"',
         'ALTER TABLE "public"."visits" SET SCHEMA "temporal_migrator_retired"',
@@ -189,6 +192,13 @@ def test_the_swap_drops_the_triggers_exchanges_the_tables_and_lists_the_new_one(
         "WHERE ((namespace_id <> ''::bpchar))",
         f"UPDATE {WORK}.\"state\" SET phase = '{Phase.CLEANUP.value}'",
     ]
+
+
+def test_the_shadow_runs_without_autovacuum_until_the_swap_restores_the_live_tables_options() -> None:
+    assert f'ALTER TABLE {WORK}."visits" SET (autovacuum_enabled = false)' in shadow_statements(SHAPE)
+    plain = swap_statements(replace(SHAPE, reloptions=()))
+    assert plain[0] == f'ALTER TABLE {WORK}."visits" RESET (autovacuum_enabled)'
+    assert "SET (" not in plain[1]
 
 
 def test_removal_drops_the_triggers_before_their_log_and_leaves_nothing() -> None:
@@ -223,6 +233,12 @@ def test_the_swap_waits_half_the_tolerated_stall_at_most() -> None:
     assert swap_lock_timeout(5, 1.0) == 0.5
     assert swap_lock_timeout(0.2, 1.0) == 0.2
     assert swap_lock_timeout(0, 3.0) == 1.5  # --ddl-lock-timeout 0: no limit of its own
+
+
+def test_the_swap_leaves_its_lock_what_the_measured_replay_rate_does_in_half_the_budget() -> None:
+    assert swap_backlog(400.0, 0.5) == 100
+    assert swap_backlog(0.0, 0.5) == 10  # nothing measured yet
+    assert swap_backlog(400.0, -0.1) == 10  # a lock wait longer than the stall: the minimum
 
 
 def test_a_resume_with_other_statements_is_told_apart() -> None:
