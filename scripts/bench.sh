@@ -4,6 +4,8 @@
 #   bash scripts/bench.sh [--rounds N] [--out FILE] [--noop-only]                 # no-op (and its Python floor),
 #                                                                                 # install, contention
 #   bash scripts/bench.sh online [--blocker-seconds B] [--rows N] [--out FILE]    # under live traffic
+#   bash scripts/bench.sh rewrite [--rows N] [--before S] [--out FILE]            # visibility 1.9 -> newest under
+#                                                                                 # a witnessed load: tool vs online
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -33,11 +35,12 @@ runtime_env() {
     log "BENCH_PYTHON=$BENCH_PYTHON"
 }
 stage "the image's python environment" runtime_env
-if [[ "${1:-}" == online ]]; then
+if [[ "${1:-}" == online || "${1:-}" == rewrite ]]; then
+    mode="$1"
     shift
-    stage "temporal-sql-tool $TEMPORAL_SERVER_FROM (the online benchmark's starting schemas)" \
+    stage "temporal-sql-tool $TEMPORAL_SERVER_FROM (the $mode benchmark's starting schemas)" \
         setup_tool "$TEMPORAL_SERVER_FROM" BENCH_FROM
-    stage "online benchmark" "$PYTHON" -m bench.online "$@"
+    stage "$mode benchmark" "$PYTHON" -m "bench.$mode" "$@"
 else
     stage "benchmark" "$PYTHON" -m bench.run "$@"
 fi

@@ -460,6 +460,29 @@ class Driver:
         with self._cancelled_if_interrupted(), translated(doing):
             self.conn.execute(text.encode())
 
+    def run(self, query: sql.Composable | str, params: Sequence[Any], doing: str) -> list[tuple[Any, ...]]:
+        """One statement of ours (DDL or DML, in the open transaction if any): its rows, if it returns some."""
+        statement = query.as_bytes(self.conn) if isinstance(query, sql.Composable) else query.encode()
+        with self._cancelled_if_interrupted(), translated(doing):
+            cursor = self.conn.execute(statement, params or None)  # no parameters: a '%' is the statement's own
+            return cursor.fetchall() if cursor.description is not None else []
+
+    @contextlib.contextmanager
+    def transaction(self, doing: str, *, repeatable: bool = False) -> Iterator[None]:
+        """One transaction around the body's `run` calls (the session is otherwise autocommit); ``repeatable``:
+        every statement sees the first one's snapshot. Rolled back on any exception."""
+        begin = b"BEGIN ISOLATION LEVEL REPEATABLE READ" if repeatable else b"BEGIN"
+        with translated(doing):
+            self.conn.execute(begin)
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.execute(b"ROLLBACK")
+            raise
+        with self._cancelled_if_interrupted(), translated(doing):
+            self.conn.execute(b"COMMIT")
+
     def drop_index(self, name: str) -> None:
         """CONCURRENTLY: a live table's readers and writers are not blocked while the broken build goes."""
         with self._cancelled_if_interrupted(), translated(f"dropping INVALID index {name}"):

@@ -109,6 +109,7 @@ class Shell:
     tool: str
     vendor: VendorSchema
     run_tool: RunTool | None = None  # None: `migrator.tool.runner.run_tool`, imported when a plan first runs it
+    connect: Connect = Driver.open  # the online rewrite's own sessions
 
 
 def _runner(shell: Shell) -> RunTool:
@@ -163,8 +164,20 @@ def _execute(session: Database, shell: Shell, step: Step, report: Report, stoppe
             assert recorded is not None, "the planner only records versions of the vendor tree"
             session.record_version(recorded, old_version)
             log.info("repair.recorded", version=recorded.name, old_version=old_version)
-        case BuildIndexConcurrently() | OnlineRewrite() | AbortOnline():
-            raise DDLError(f"{step.action.value} is not carried out yet")  # issue 17: the online engine
+        case BuildIndexConcurrently(version=version, index=index, text=text):
+            # waits at most --ddl-lock-timeout (for its lock and for older snapshots); an interrupted build
+            # leaves an INVALID index, which the next plan drops first
+            session.run(text, (), f"building index {index} of v{version} concurrently")
+        case OnlineRewrite():
+            assert stopper is not None, "an online rewrite runs only under the lock, where the stopper is"
+            from migrator.run import online  # noqa: PLC0415 - the engine loads only for a plan that rewrites online
+
+            online.rewrite(shell.settings, shell.connect, stopper.application_name, step, stopper.poll)
+        case AbortOnline():
+            assert stopper is not None, "an online rewrite is aborted only under the lock, where the stopper is"
+            from migrator.run import online  # noqa: PLC0415 - see OnlineRewrite
+
+            online.abort(shell.settings, shell.connect, stopper.application_name, step)
         case _:
             assert_never(step)
 
@@ -231,6 +244,10 @@ class Run:
     last: tuple[State, Plan] | None = None  # as last observed and planned
 
 
+def _aborted(report: Report) -> bool:
+    return any(step["action"] == AbortOnline.action for step in report.steps)
+
+
 def _judged(state: State, planned: Plan, report: Report, *, first: bool) -> bool:
     """Log the state (when ``first`` seen in this database) and the plan; stop where the verdict says (before any
     DDL). False: nothing to do."""
@@ -250,7 +267,7 @@ def _judged(state: State, planned: Plan, report: Report, *, first: bool) -> bool
 
 def _attempt(run: Run, shell: Shell, target: VendorVersion) -> None:
     """Observe, plan, carry out the plan; again until nothing is left (a few rounds at most)."""
-    policy = Policy(shell.settings.max_rewrite_size)
+    policy = Policy.of(shell.settings)
     for _ in range(MAX_ROUNDS):
         state, planned = observe_and_plan(run.driver, shell.vendor, target, policy)
         run.last = state, planned
@@ -260,6 +277,8 @@ def _attempt(run: Run, shell: Shell, target: VendorVersion) -> None:
         run.stopper.start()
         run.watcher.start(planned.pending)
         _run_plan(run.driver, run.lock, shell, planned.steps, run.report, stopper=run.stopper)
+        if _aborted(run.report):  # an abort is the whole run: the store stays at the version it was
+            return
     raise DDLError("the run did not converge; see the plan.made events")
 
 
@@ -274,7 +293,7 @@ def _open(shell: Shell, target: VendorVersion, connect: Connect, report: Report)
             state = observe_absent(settings, connect)
         if state is None:  # created since we tried: connect again
             continue
-        planned = plan_absent(state, shell.vendor, target, Policy(settings.max_rewrite_size))
+        planned = plan_absent(state, shell.vendor, target, Policy.of(settings))
         _judged(state, planned, report, first=True)
         with connect(maintenance(settings)) as session:
             creation = [step for step in planned.steps if isinstance(step, CreateDatabase)]
@@ -326,7 +345,7 @@ def migrate(
     ``connect`` opens every session of the run and ``tool_runner`` runs the tool (the real ones by default).
     """
     report = Report()
-    shell = Shell(settings, tool, vendor, tool_runner)
+    shell = Shell(settings, tool, vendor, tool_runner, connect)
     started = time.monotonic()
     try:
         with (
@@ -347,7 +366,7 @@ def migrate(
                 )
             except LockWaitError as error:
                 raise _gave_up(error, settings, watcher) from None
-            if report.steps:
+            if report.steps and not _aborted(report):
                 state = _verify(driver, vendor, target, report)
             else:  # nothing done, nothing to verify: the plan found the store at its target
                 assert run.last is not None, "an attempt that returns has observed"

@@ -45,6 +45,17 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
+def drawn_in_place(settings: Settings) -> bool:
+    """Progress as one line redrawn in place: on a terminal, with console logs."""
+    return settings.log_format == "console" and sys.stderr.isatty()
+
+
+def draw(line: str) -> None:
+    """Redraw the progress line (carriage return, clear to end of line), cut to the terminal's width."""
+    sys.stderr.write("\r\x1b[2K" + line[: shutil.get_terminal_size().columns - 1])
+    sys.stderr.flush()
+
+
 class Watcher:
     """Use as a context manager around the DDL of one run; ``own_pid`` is the lock session's backend pid."""
 
@@ -55,7 +66,7 @@ class Watcher:
         self.interval = settings.progress_interval
         waits = settings.ddl_lock_timeout / 2 if settings.ddl_lock_timeout else POLL_SECONDS  # a wait is seen
         self.poll_seconds = max(MIN_POLL_SECONDS, min(POLL_SECONDS, self.interval, waits))
-        self.in_place = settings.log_format == "console" and sys.stderr.isatty()
+        self.in_place = drawn_in_place(settings)
         self.last_blockers: tuple[Blocker, ...] = ()
         self._statements: list[tuple[str, str, int]] = []
         self._stop = threading.Event()
@@ -198,7 +209,5 @@ class Watcher:
             parts.append(f"wait {fields['wait_event'] or 'none'}")
             if fields["blocked_by"]:
                 parts.append(f"blocked by {fields['blocked_by']}")
-        line = " ".join(parts) + " | " + fields["statement"]
-        sys.stderr.write("\r\x1b[2K" + line[: shutil.get_terminal_size().columns - 1])
-        sys.stderr.flush()
+        draw(" ".join(parts) + " | " + fields["statement"])
         self._drawn = True
