@@ -4,12 +4,29 @@
 #   bash scripts/bench.sh [--rounds N] [--out FILE] [--noop-only]                 # no-op (and its Python floor),
 #                                                                                 # install, contention
 #   bash scripts/bench.sh online [--blocker-seconds B] [--rows N] [--out FILE]    # under live traffic
+#   bash scripts/bench.sh plot [--data bench/rewrite.json] [--out docs/rewrite-latency.png]
+#                                     # the rewrite benchmark's live-query latency over time, as a PNG
 set -euo pipefail
 
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 trap finish EXIT
+
+# The picture needs matplotlib, which nothing else may load: its own virtualenv, from its own hashed lock file
+# (requirements/bench.txt), apart from the test virtualenv and from what the image installs.
+plot() {
+    local venv="$REPO_ROOT/.venv-plot"
+    [[ -x "$venv/bin/python" ]] || "$(command -v /usr/bin/python3 || command -v python3)" -m venv "$venv"
+    "$venv/bin/python" -m pip --disable-pip-version-check --quiet install --require-hashes \
+        -r "$REPO_ROOT/requirements/bench.txt"
+    "$venv/bin/python" "$REPO_ROOT/bench/plot.py" "$@"
+}
+if [[ "${1:-}" == plot ]]; then
+    shift
+    stage "plot (bench/plot.py)" plot "$@"
+    exit 0
+fi
 
 stage "python virtualenv and locked deps" setup_python
 stage "postgresql server binaries" setup_postgres
