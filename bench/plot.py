@@ -3,10 +3,10 @@ from the rewrite benchmark's figures into a PNG:
 
     bash scripts/bench.sh plot [--data bench/rewrite.json] [--out docs/rewrite-latency.png]
 
-The figures' shape: ``{"runs": {"tool": {..., "samples": [[t, latency], ...]}, "migrator": {...}}}``, ``t`` in
-seconds since the upgrade started and ``latency`` in seconds, one sample per live query. Only the standard library
-and matplotlib, which the benchmark's own environment installs (requirements/bench.txt); the migrator and its
-image never import this module.
+The figures' shape (bench/rewrite.py writes it): ``{"runners": {"tool": {..., "samples": [[t, latency], ...]},
+"migrator": {...}}}``, ``t`` the start of a live query in seconds since the upgrade started (negative: before it)
+and ``latency`` in seconds. Only the standard library and matplotlib, which the benchmark's own environment
+installs (requirements/bench.txt); the migrator and its image never import this module.
 """
 
 from __future__ import annotations
@@ -25,19 +25,18 @@ Series = dict[str, list[tuple[float, float]]]
 
 def load_series(document: dict[str, Any]) -> Series:
     """Each runner's (seconds since the upgrade started, latency) samples, in time order; refuses another shape."""
-    runs = document.get("runs")
+    runs = document.get("runners")
     if not isinstance(runs, dict) or set(runs) != set(RUNNERS):
-        raise ValueError(
-            f"expected runs for {' and '.join(RUNNERS)}, got {sorted(runs) if isinstance(runs, dict) else runs!r}"
-        )
+        found = sorted(runs) if isinstance(runs, dict) else runs
+        raise ValueError(f"expected runners {' and '.join(RUNNERS)}, got {found!r}")
     series: Series = {}
     for runner in RUNNERS:
         samples = runs[runner].get("samples")
         if not isinstance(samples, list) or not samples:
-            raise ValueError(f"runs.{runner}.samples is empty or missing")
+            raise ValueError(f"runners.{runner}.samples is empty or missing")
         pairs = [(float(t), float(latency)) for t, latency in samples]
         if any(latency < 0 for _, latency in pairs):
-            raise ValueError(f"runs.{runner}.samples holds a negative latency")
+            raise ValueError(f"runners.{runner}.samples holds a negative latency")
         series[runner] = sorted(pairs)
     return series
 
@@ -55,8 +54,9 @@ def draw(series: Series, out: Path) -> None:
         latencies = [latency for _, latency in series[runner]]
         worst = max(latencies)
         axes.scatter(times, latencies, s=4, alpha=0.6, color=COLOURS[runner], label=f"{label} (worst {worst:.2f} s)")
+    axes.axvline(0, color="#555555", linewidth=0.8, linestyle="--")
     axes.set_yscale("log")
-    axes.set_xlabel("seconds since the upgrade started")
+    axes.set_xlabel("seconds since the upgrade started (dashed line)")
     axes.set_ylabel("live query latency (s, log scale)")
     axes.set_title("Visibility store upgrade under live traffic")
     axes.grid(True, which="major", alpha=0.3)

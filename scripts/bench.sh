@@ -50,6 +50,7 @@ runtime_env() {
     log "BENCH_PYTHON=$BENCH_PYTHON"
 }
 stage "the image's python environment" runtime_env
+BENCH_MODE="${1:-run}"
 if [[ "${1:-}" == online ]]; then
     shift
     stage "temporal-sql-tool $TEMPORAL_SERVER_FROM (the online benchmark's starting schemas)" \
@@ -57,4 +58,8 @@ if [[ "${1:-}" == online ]]; then
     stage "online benchmark" "$PYTHON" -m bench.online "$@"
 else
     stage "benchmark" "$PYTHON" -m bench.run "$@"
+fi
+# The rewrite benchmark's picture, from the figures it has just written (bench/rewrite.json by default).
+if [[ "$BENCH_MODE" == rewrite ]]; then
+    stage "plot (bench/plot.py)" plot
 fi

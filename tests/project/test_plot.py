@@ -16,22 +16,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_samples_are_read_per_runner_in_time_order() -> None:
     document = {
-        "runs": {
-            "tool": {"worst_s": 39.4, "samples": [[2.0, 39.4], [0.5, 0.004]]},
+        "runners": {
+            "tool": {"worst_s": 39.4, "samples": [[2.0, 39.4], [-0.5, 0.004]]},
             "migrator": {"samples": [[0.1, 0.003], [40.0, 0.2]]},
         }
     }
     series = load_series(document)
-    assert series == {"tool": [(0.5, 0.004), (2.0, 39.4)], "migrator": [(0.1, 0.003), (40.0, 0.2)]}
+    assert series == {"tool": [(-0.5, 0.004), (2.0, 39.4)], "migrator": [(0.1, 0.003), (40.0, 0.2)]}
     assert list(RUNNERS) == ["tool", "migrator"]
 
 
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ({"runs": {"tool": {"samples": [[0, 1]]}}}, "expected runs for tool and migrator"),
-        ({"runs": {"tool": {"samples": []}, "migrator": {"samples": [[0, 1]]}}}, "runs.tool.samples is empty"),
-        ({"runs": {"tool": {"samples": [[0, -1]]}, "migrator": {"samples": [[0, 1]]}}}, "negative latency"),
+        ({"runners": {"tool": {"samples": [[0, 1]]}}}, "expected runners tool and migrator"),
+        ({"runners": {"tool": {"samples": []}, "migrator": {"samples": [[0, 1]]}}}, "runners.tool.samples is empty"),
+        ({"runners": {"tool": {"samples": [[0, -1]]}, "migrator": {"samples": [[0, 1]]}}}, "negative latency"),
     ],
 )
 def test_another_shape_is_refused(document: dict[str, Any], message: str) -> None:
