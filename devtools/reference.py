@@ -72,6 +72,8 @@ COMMON_OPTIONS = (
     "lock_timeout",
     "ddl_lock_timeout",
     "max_rewrite_size",
+    "rewrite_mode",
+    "max_stall",
     "log_format",
 )
 

@@ -59,8 +59,10 @@ EXIT_MEANINGS: dict[ExitStatus, tuple[str, str]] = {
         "vendor tables without a `schema_version` row for this database name, a stored version that does not "
         "parse or is not in the vendor tree, a catalog that matches no crash point of the first pending version, "
         "a partly applied version holding a statement the migrator cannot check (named), both stores pointed at "
-        "one database, a pending rewrite (or write-blocking scan) of a table larger than `--max-rewrite-size`; "
-        "`plan` exits 6 for the same states",
+        "one database, a pending rewrite (or write-blocking scan) of a table larger than `--max-rewrite-size`, an "
+        "online rewrite refused by its preflight (no primary key, dependents, a `FOR ALL TABLES` publication, no "
+        "CREATE on the database) under `--rewrite-mode online`, `--rewrite-mode plain` or a changed target while an "
+        "online rewrite is in progress, `--abort-online` after its swap; `plan` exits 6 for the same states",
     ),
     ExitStatus.DDL_FAILED: (
         "the DDL failed",

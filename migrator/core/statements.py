@@ -545,3 +545,46 @@ def describe(text: str) -> Statement:
     if isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
         return Statement(text, recognised=False, touch=Touch(Form.WRITE, _relation_name(node.relation)))
     return Statement(text, recognised=False)
+
+
+@dataclass(frozen=True)
+class ConcurrentIndex:
+    """A plain ``CREATE INDEX`` rewritten to build without blocking writes, and the columns it reads."""
+
+    text: str  # the same index, ``CONCURRENTLY IF NOT EXISTS``
+    columns: tuple[str, ...]
+
+
+def _column_names(node: Any) -> list[str]:
+    """The columns an expression reads (the last field of each column reference)."""
+    ast = _pglast().ast
+
+    if isinstance(node, tuple | list):
+        return [name for item in node for name in _column_names(item)]
+    if not isinstance(node, ast.Node):
+        return []
+    if isinstance(node, ast.ColumnRef):
+        last = node.fields[-1]
+        return [str(last.sval)] if isinstance(last, ast.String) else []
+    return [name for attribute in node for name in _column_names(getattr(node, attribute))]
+
+
+def concurrent_index(text: str) -> ConcurrentIndex | None:
+    """The vendor's ``CREATE INDEX`` as ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` (same name, table, keys,
+    method, predicate), which takes SHARE UPDATE EXCLUSIVE instead of SHARE: reads and writes go on during the
+    build, and the vendor's statement then finds the index in place. None for anything else (or an unnamed
+    index, which could not be found again)."""
+    pglast = _pglast()
+    try:
+        parsed = pglast.parse_sql(text)
+    except pglast.parser.ParseError:
+        return None
+    if len(parsed) != 1 or not isinstance(parsed[0].stmt, pglast.ast.IndexStmt) or parsed[0].stmt.idxname is None:
+        return None
+    node = parsed[0].stmt
+    columns = [str(element.name) for element in node.indexParams or () if element.name]
+    columns += _column_names([element.expr for element in node.indexParams or () if element.expr is not None])
+    columns += _column_names(node.whereClause)
+    node.concurrent = True
+    node.if_not_exists = True
+    return ConcurrentIndex(_deparse(node), tuple(dict.fromkeys(columns)))

@@ -218,6 +218,10 @@ class Run:
     last: tuple[State, Plan] | None = None  # as last observed and planned
 
 
+def _aborted(report: Report) -> bool:
+    return any(step["action"] == AbortOnline.action for step in report.steps)
+
+
 def _judged(state: State, planned: Plan, report: Report, *, first: bool) -> bool:
     """Log the state (when ``first`` seen in this database) and the plan; stop where the verdict says (before any
     DDL). False: nothing to do."""
@@ -237,7 +241,7 @@ def _judged(state: State, planned: Plan, report: Report, *, first: bool) -> bool
 
 def _attempt(run: Run, shell: Shell, target: VendorVersion) -> None:
     """Observe, plan, carry out the plan; again until nothing is left (a few rounds at most)."""
-    policy = Policy(shell.settings.max_rewrite_size)
+    policy = Policy.of(shell.settings)
     for _ in range(MAX_ROUNDS):
         state, planned = observe_and_plan(run.driver, shell.vendor, target, policy)
         run.last = state, planned
@@ -247,6 +251,8 @@ def _attempt(run: Run, shell: Shell, target: VendorVersion) -> None:
         run.stopper.start()
         run.watcher.start(planned.pending)
         _run_plan(run.driver, run.lock, shell, planned.steps, run.report, stopper=run.stopper)
+        if _aborted(run.report):  # an abort is the whole run: the store stays at the version it was
+            return
     raise DDLError("the run did not converge; see the plan.made events")
 
 
@@ -261,7 +267,7 @@ def _open(shell: Shell, target: VendorVersion, connect: Connect, report: Report)
             state = observe_absent(settings, connect)
         if state is None:  # created since we tried: connect again
             continue
-        planned = plan_absent(state, shell.vendor, target, Policy(settings.max_rewrite_size))
+        planned = plan_absent(state, shell.vendor, target, Policy.of(settings))
         _judged(state, planned, report, first=True)
         with connect(maintenance(settings)) as session:
             creation = [step for step in planned.steps if isinstance(step, CreateDatabase)]
@@ -334,7 +340,7 @@ def migrate(
                 retrying(_attempt, run, shell, target)
             except LockWaitError as error:
                 raise _gave_up(error, settings, watcher) from None
-            if report.steps:
+            if report.steps and not _aborted(report):
                 state = _verify(driver, vendor, target, report)
             else:  # nothing done, nothing to verify: the plan found the store at its target
                 assert run.last is not None, "an attempt that returns has observed"
