@@ -218,6 +218,14 @@ def blocked(lab: Lab) -> dict[str, str]:
     return {"blocked": shorten(first["blocked"]), "lock-timeout": second}
 
 
+def online_plan(lab: Lab) -> dict[str, str]:
+    """A visibility store at 1.12: v1.13 and v1.14 rewrite executions_visibility, planned online."""
+    db = lab.database("temporal_visibility_2")
+    lab.bring_to(db, "visibility", "1.12")
+    flags = ("--schema", "visibility", "--rewrite-mode", "online", "--output", "table")
+    return {"online-plan": shorten(lab.migrator(db, "plan " + " ".join(flags), "plan", *flags), head=12)}
+
+
 SCENARIOS: list[Callable[[Lab], dict[str, str]]] = [
     half_applied,
     duplicate_key,
@@ -226,6 +234,7 @@ SCENARIOS: list[Callable[[Lab], dict[str, str]]] = [
     bad_password,
     unreachable,
     blocked,
+    online_plan,
 ]
 
 
