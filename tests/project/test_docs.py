@@ -88,3 +88,15 @@ def test_no_process_words(document: Path) -> None:
 def test_the_process_words_are_caught() -> None:
     text = "as issue 17 says <!-- BEGIN deployment (issue 3) --> (issue 9)"
     assert all(pattern.search(text) for pattern in PROCESS_WORDS)
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_example_block_holds_a_captured_run(document: Path) -> None:
+    """Each <!-- example:NAME --> block (filled by bash scripts/examples.sh) is closed and holds a command's output."""
+    text = document.read_text()
+    opened = re.findall(r"<!-- example:([a-z0-9-]+) -->", text)  # NAME in prose is a placeholder
+    for name in opened:
+        body = re.search(rf"<!-- example:{name} -->\n(.*?)<!-- /example:{name} -->", text, re.DOTALL)
+        assert body is not None, f"example {name} is not closed"
+        assert re.match(r"```console\n\$ temporal-migrator \S+|```console\n\$ cat ", body.group(1)), name
+        assert len(body.group(1).splitlines()) >= 3, f"example {name} is empty"
