@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
+import importlib
 import json
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -379,17 +381,16 @@ def reference() -> str:
     return "\n".join(parts)
 
 
-def online_bench_table() -> list[str]:
-    """bench/online.json's figures, as the benchmark prints them."""
-    from bench.online import table  # noqa: PLC0415 (the benchmark's module, needed only for this block)
+def bench_table(name: str) -> list[str]:
+    """bench/<name>.json's figures, as `bench.<name>.table` prints them after a run."""
+    module = importlib.import_module(f"bench.{name}")
+    return str(module.table(json.loads((REPO_ROOT / "bench" / f"{name}.json").read_text()))).splitlines()
 
-    return table(json.loads((REPO_ROOT / "bench" / "online.json").read_text())).splitlines()
 
-
-BLOCKS = {
+BLOCKS: dict[Path, dict[str, Callable[[], list[str]]]] = {
     README: {"common-options": common_options_table, "exit-codes": exit_table},
     CHART_README: {"exit-codes": chart_exit_table, "values": values_table},
-    BENCHMARKS: {"bench-online": online_bench_table},
+    BENCHMARKS: {"bench-online": functools.partial(bench_table, "online")},
 }
 
 
