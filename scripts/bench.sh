@@ -4,8 +4,6 @@
 #   bash scripts/bench.sh [--rounds N] [--out FILE] [--noop-only]                 # no-op (and its Python floor),
 #                                                                                 # install, contention
 #   bash scripts/bench.sh online [--blocker-seconds B] [--rows N] [--out FILE]    # under live traffic
-#   bash scripts/bench.sh plot [--data bench/rewrite.json] [--out docs/rewrite-latency.png]
-#                                     # the rewrite benchmark's live-query latency over time, as a PNG
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -13,7 +11,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 trap finish EXIT
 
-# The picture needs matplotlib, which nothing else may load: its own virtualenv, from its own hashed lock file
+# The rewrite benchmark's picture, live-query latency over time (docs/rewrite-latency.png):
+#   bash scripts/bench.sh plot [--data bench/rewrite.json] [--out docs/rewrite-latency.png]
+# It needs matplotlib, which nothing else may load: its own virtualenv, from its own hashed lock file
 # (requirements/bench.txt), apart from the test virtualenv and from what the image installs.
 plot() {
     local venv="$REPO_ROOT/.venv-plot"
@@ -27,6 +27,7 @@ if [[ "${1:-}" == plot ]]; then
     stage "plot (bench/plot.py)" plot "$@"
     exit 0
 fi
+BENCH_MODE="${1:-run}" # kept: the mode is shifted off below
 
 stage "python virtualenv and locked deps" setup_python
 stage "postgresql server binaries" setup_postgres
@@ -50,7 +51,6 @@ runtime_env() {
     log "BENCH_PYTHON=$BENCH_PYTHON"
 }
 stage "the image's python environment" runtime_env
-BENCH_MODE="${1:-run}"
 if [[ "${1:-}" == online ]]; then
     shift
     stage "temporal-sql-tool $TEMPORAL_SERVER_FROM (the online benchmark's starting schemas)" \
