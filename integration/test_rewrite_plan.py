@@ -1,6 +1,7 @@
 """Online or plain, as `plan` and `migrate` decide it on the real tool and server: a visibility store at 1.12
 holding rows plans `online-rewrite executions_visibility (1.13, 1.14)` online and one update-schema plain; each
-preflight refusal exits 6 before any DDL and changes nothing; an online rewrite's state row is observed.
+preflight refusal exits 6 before any DDL and changes nothing; an online rewrite's state row is observed. The
+catalog queries behind them (the state row's guard, the preflight's facts) run on every major: portable.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from integration.support.processes import RunMigrator, bring_to, events_named
 from integration.support.scenarios import tool_to
 from migrator.core.online import WORK_SCHEMA
 from migrator.source.tree import load_vendor_schema
+
+pytestmark = pytest.mark.portable
 
 ROWS = 500
 GROUP = "online-rewrite executions_visibility (1.13, 1.14)"
