@@ -13,6 +13,24 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 trap finish EXIT
 
+# The rewrite benchmark's picture, live-query latency over time (docs/rewrite-latency.png):
+#   bash scripts/bench.sh plot [--data bench/rewrite.json] [--out docs/rewrite-latency.png]
+# It needs matplotlib, which nothing else may load: its own virtualenv, from its own hashed lock file
+# (requirements/bench.txt), apart from the test virtualenv and from what the image installs.
+plot() {
+    local venv="$REPO_ROOT/.venv-plot"
+    [[ -x "$venv/bin/python" ]] || "$(command -v /usr/bin/python3 || command -v python3)" -m venv "$venv"
+    "$venv/bin/python" -m pip --disable-pip-version-check --quiet install --require-hashes \
+        -r "$REPO_ROOT/requirements/bench.txt"
+    "$venv/bin/python" "$REPO_ROOT/bench/plot.py" "$@"
+}
+if [[ "${1:-}" == plot ]]; then
+    shift
+    stage "plot (bench/plot.py)" plot "$@"
+    exit 0
+fi
+BENCH_MODE="${1:-run}" # kept: the mode is shifted off below
+
 stage "python virtualenv and locked deps" setup_python
 stage "postgresql server binaries" setup_postgres
 stage "go toolchain" setup_go
@@ -43,4 +61,8 @@ if [[ "${1:-}" == online || "${1:-}" == rewrite ]]; then
     stage "$mode benchmark" "$PYTHON" -m "bench.$mode" "$@"
 else
     stage "benchmark" "$PYTHON" -m bench.run "$@"
+fi
+# The rewrite benchmark's picture, from the figures it has just written (bench/rewrite.json by default).
+if [[ "$BENCH_MODE" == rewrite ]]; then
+    stage "plot (bench/plot.py)" plot
 fi
