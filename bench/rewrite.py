@@ -193,3 +193,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The README's short form of `table`: what an operator compares."""
+    lines = [
+        "| runner | worst live query | queries > 1 s | total | writes lost |",
+        "|---|---|---|---|---|",
+    ]
+    for runner in RUNNERS:
+        item = report["runners"][runner]
+        label = "bare `temporal-sql-tool`" if runner == "tool" else "temporal-migrator"
+        lines.append(
+            f"| {label} | {item['worst_s']:.2f} s | {item['over_1s']} | {item['total_s']:.1f} s | {item['writes_lost']} |"
+        )
+    return "\n".join(lines)

@@ -73,7 +73,6 @@ COMMON_OPTIONS = (
     "connect_timeout",
     "lock_timeout",
     "ddl_lock_timeout",
-    "max_rewrite_size",
     "rewrite_mode",
     "max_stall",
     "log_format",
@@ -381,16 +380,24 @@ def reference() -> str:
     return "\n".join(parts)
 
 
-def bench_table(name: str) -> list[str]:
-    """bench/<name>.json's figures, as `bench.<name>.table` prints them after a run."""
+def bench_table(name: str, form: str = "table") -> list[str]:
+    """bench/<name>.json's figures, as `bench.<name>.<form>` renders them (`table` is what a run prints)."""
     module = importlib.import_module(f"bench.{name}")
-    return str(module.table(json.loads((REPO_ROOT / "bench" / f"{name}.json").read_text()))).splitlines()
+    render = getattr(module, form)
+    return str(render(json.loads((REPO_ROOT / "bench" / f"{name}.json").read_text()))).splitlines()
 
 
 BLOCKS: dict[Path, dict[str, Callable[[], list[str]]]] = {
-    README: {"common-options": common_options_table, "exit-codes": exit_table},
+    README: {
+        "common-options": common_options_table,
+        "exit-codes": exit_table,
+        "bench-rewrite-summary": functools.partial(bench_table, "rewrite", "summary"),
+    },
     CHART_README: {"exit-codes": chart_exit_table, "values": values_table},
-    BENCHMARKS: {"bench-online": functools.partial(bench_table, "online")},
+    BENCHMARKS: {
+        "bench-online": functools.partial(bench_table, "online"),
+        "bench-rewrite": functools.partial(bench_table, "rewrite"),
+    },
 }
 
 

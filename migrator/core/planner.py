@@ -418,7 +418,13 @@ def plan(
         return replace(decided, verdict=_verdict(state, decided, policy))
     from migrator.core.impact import impact_report  # noqa: PLC0415 - a store at its target needs no impact report
 
-    judged = replace(decided, impact=tuple(impact_report(decided.pending, sizes, _repaired(decided))))
+    # what runs online or concurrently is in `rewrites` and its own steps: the impact is what runs plain
+    impact = (
+        replace(version, statements=tuple(s for s in version.statements
+                                          if (version.version, s.index) not in decided.online_statements))
+        for version in impact_report(decided.pending, sizes, _repaired(decided))
+    )  # fmt: skip
+    judged = replace(decided, impact=tuple(impact))
     return replace(judged, verdict=_verdict(state, judged, policy))
 
 
@@ -460,12 +466,7 @@ def _verdict(state: State, planned: Plan, policy: Policy) -> Verdict:
         return Verdict.blocked(planned.online_refusal, ExitStatus.UNSAFE_STATE)
     from migrator.core.impact import too_large  # noqa: PLC0415 - see plan
 
-    plain = (
-        replace(version, statements=tuple(s for s in version.statements
-                                          if (version.version, s.index) not in planned.online_statements))
-        for version in planned.impact
-    )  # fmt: skip
-    too_big = too_large(plain, policy.max_rewrite_size)
+    too_big = too_large(planned.impact, policy.max_rewrite_size)
     if too_big:
         return Verdict.blocked(too_big, ExitStatus.UNSAFE_STATE)
     return OK
