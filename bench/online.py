@@ -18,6 +18,7 @@ Figures only; nothing fails on a slow machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
@@ -25,7 +26,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,7 +228,9 @@ def release_paths() -> tuple[Path, Path, Path, Path]:
     return tool, schema_dir, start_tool, Path(start_schema)
 
 
-def run(blocker_seconds: float, rows: int, rounds: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def benches() -> Iterator[tuple[Bench, Bench]]:
+    """A throwaway cluster with the bench roles, and its benches: the pinned release's and the start release's."""
     tool, schema_dir, start_tool, start_schema = release_paths()
     cluster = LocalCluster.create()
     try:
@@ -236,6 +239,14 @@ def run(blocker_seconds: float, rows: int, rounds: int) -> dict[str, Any]:
         with cluster.admin_connect() as conn:
             for store in STORES:
                 ensure_login_role(conn, f"bench_{store}", bench.password)
+        yield bench, start
+    finally:
+        cluster.destroy()
+
+
+def run(blocker_seconds: float, rows: int, rounds: int) -> dict[str, Any]:
+    with benches() as (bench, start):
+        cluster = bench.cluster
         small = template(bench, start, SMALL_VISIBILITY_ROWS)
         results: dict[str, Any] = {
             "blocker_seconds": blocker_seconds,
@@ -260,8 +271,6 @@ def run(blocker_seconds: float, rows: int, rounds: int) -> dict[str, Any]:
                 for name in names.values():
                     drop_database(conn, name)
         return results
-    finally:
-        cluster.destroy()
 
 
 def table(report: dict[str, Any]) -> str:

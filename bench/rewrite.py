@@ -27,9 +27,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.online import FROM_RELEASE, clone, release_paths, store_connection, template
-from bench.run import STORES, Bench, publish
-from devtools.pgcluster import LocalCluster, drop_database, ensure_login_role
+from bench.online import FROM_RELEASE, benches, clone, store_connection, template
+from bench.run import Bench, publish
+from devtools.pgcluster import drop_database
 from devtools.witness import Load, compare, figures, relative
 
 STORE = "visibility"
@@ -110,14 +110,8 @@ def measured(bench: Bench, source: dict[str, str], runner: str, before: float) -
 
 
 def run(rows: int, before: float) -> dict[str, Any]:
-    tool, schema_dir, start_tool, start_schema = release_paths()
-    cluster = LocalCluster.create()
-    try:
-        bench = Bench(cluster, tool, schema_dir)
-        start = Bench(cluster, start_tool, start_schema, password=bench.password)
-        with cluster.admin_connect() as conn:
-            for store in STORES:
-                ensure_login_role(conn, f"bench_{store}", bench.password)
+    with benches() as (bench, start):
+        cluster = bench.cluster
         source = template(bench, start, rows)
         report: dict[str, Any] = {
             "rows": rows,
@@ -130,8 +124,6 @@ def run(rows: int, before: float) -> dict[str, Any]:
             for name in source.values():
                 drop_database(conn, name)
         return report
-    finally:
-        cluster.destroy()
 
 
 def verdict(met: bool) -> str:
@@ -205,6 +197,7 @@ def summary(report: dict[str, Any]) -> str:
         item = report["runners"][runner]
         label = "bare `temporal-sql-tool`" if runner == "tool" else "temporal-migrator"
         lines.append(
-            f"| {label} | {item['worst_s']:.2f} s | {item['over_1s']} | {item['total_s']:.1f} s | {item['writes_lost']} |"
+            f"| {label} | {item['worst_s']:.2f} s | {item['over_1s']} | {item['total_s']:.1f} s "
+            f"| {item['writes_lost']} |"
         )
     return "\n".join(lines)

@@ -7,10 +7,12 @@ for Testcontainers or ``MIGRATOR_TEST_PG_URL`` install the ``postgresql`` (or cl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -128,6 +130,17 @@ class AppDb:
     def connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         """A connection as the app user (autocommit)."""
         return self.server.connect_as(self.user, self.password, self.name)
+
+    @contextlib.contextmanager
+    def holding(self, statement: str) -> Iterator[None]:
+        """A session holding the lock ``statement`` takes, in an open transaction, until the block ends."""
+        with self.connect() as conn:
+            conn.execute("BEGIN")
+            conn.execute(statement)
+            try:
+                yield
+            finally:
+                conn.execute("ROLLBACK")
 
     def env(self, **overrides: str) -> dict[str, str]:
         """Environment for the migrator: os.environ (less SQL_*/MIGRATOR_*) + connection + paths + overrides."""

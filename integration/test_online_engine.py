@@ -151,18 +151,6 @@ def live_writes(db: AppDb) -> Iterator[Load]:
         writers.stop()
 
 
-@contextlib.contextmanager
-def holding(db: AppDb, statement: str) -> Iterator[None]:
-    """A session holding the lock ``statement`` takes, in an open transaction."""
-    with db.connect() as conn:
-        conn.execute("BEGIN")
-        conn.execute(statement)
-        try:
-            yield
-        finally:
-            conn.execute("ROLLBACK")
-
-
 def worst(writers: Load) -> float:
     """Seconds of the longest query of the live load so far (a stall shows here)."""
     return max((seconds for _, seconds in writers.samples), default=0.0)
@@ -211,7 +199,7 @@ def test_a_blocker_holds_the_swap_off_without_stalling_the_writes(
     clean = clean_install(make_db, temporal_tool, schema_dir)
     db = store_at_start(make_db, temporal_tool, schema_dir)
     with live_writes(db) as writers, contextlib.ExitStack() as stack:
-        stack.enter_context(holding(db, f"SELECT 1 FROM {TABLE} LIMIT 1"))
+        stack.enter_context(db.holding(f"SELECT 1 FROM {TABLE} LIMIT 1"))
         proc = start_engine(db, *VERSIONS)
         wait_until(lambda: (state(db) or ("",))[0] == "swap", 300, "the swap", proc)
         time.sleep(2)
@@ -269,11 +257,11 @@ def test_killed_in_each_phase_then_resumed_converges(
     condition, blocker = KILL_POINTS[phase]
     with live_writes(db) as writers, contextlib.ExitStack() as stack:
         if blocker is not None:
-            stack.enter_context(holding(db, blocker))
+            stack.enter_context(db.holding(blocker))
         proc = start_engine(db, *VERSIONS, "--batch", "100", MIGRATOR_DDL_LOCK_TIMEOUT="60")
         if phase == "cleanup":  # the cleanup's DROP of the log waits for a reader of the log
             wait_until(lambda: (state(db) or ("",))[0] in ("index", "catchup"), 300, "the index phase", proc)
-            stack.enter_context(holding(db, f"SELECT 1 FROM {WORK_SCHEMA}.log LIMIT 0"))
+            stack.enter_context(db.holding(f"SELECT 1 FROM {WORK_SCHEMA}.log LIMIT 0"))
         wait_until(lambda: condition(db), 300, f"the {phase} phase", proc)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)

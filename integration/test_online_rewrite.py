@@ -27,7 +27,6 @@ import contextlib
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -190,18 +189,6 @@ def converged(db: AppDb, load: Load, clean: str) -> Comparison:
     return comparison
 
 
-@contextlib.contextmanager
-def holding(db: AppDb, statement: str) -> Iterator[None]:
-    """A session holding the lock ``statement`` takes, in an open transaction, until the block ends."""
-    with db.connect() as conn:
-        conn.execute("BEGIN")
-        conn.execute(statement)
-        try:
-            yield
-        finally:
-            conn.execute("ROLLBACK")
-
-
 def stalls(load: Load, started: float, wall: float, stderr: str) -> str:
     """Where the queries over 1 s started, against the run's events (seconds since the run started)."""
     slow = sorted((round(at - started, 2), round(seconds, 2)) for at, seconds in load.samples if seconds > 1)
@@ -279,10 +266,10 @@ def kill_point(db: AppDb, phase: Phase, stream: EventStream, holds: contextlib.E
     if phase in (Phase.SWAP, Phase.CLEANUP):
         stream.wait_for("ddl.progress", 180, lambda e: e.get("online") == Phase.INDEX)
         if phase is Phase.SWAP:  # a reader's open transaction: every swap attempt is postponed
-            holds.enter_context(holding(db, f"SELECT 1 FROM {TABLE} LIMIT 1"))
+            holds.enter_context(db.holding(f"SELECT 1 FROM {TABLE} LIMIT 1"))
             stream.wait_for("ddl.progress", 180, lambda e: e.get("online") == Phase.SWAP)
         else:  # a reader of the change log: cleanup's DROP waits for it
-            holds.enter_context(holding(db, f"SELECT 1 FROM {WORK_SCHEMA}.log LIMIT 0"))
+            holds.enter_context(db.holding(f"SELECT 1 FROM {WORK_SCHEMA}.log LIMIT 0"))
             stream.wait_for("online.swapped", 180)
         return
     least = 3 if phase is Phase.INDEX else 0
@@ -295,7 +282,7 @@ def killed_in(
     """Start an online migrate, SIGKILL it in ``phase``; the phase its state row recorded."""
     with contextlib.ExitStack() as holds:
         if phase is Phase.CAPTURE and capture_hold:
-            holds.enter_context(holding(db, f"LOCK TABLE {TABLE} IN ROW EXCLUSIVE MODE"))
+            holds.enter_context(db.holding(f"LOCK TABLE {TABLE} IN ROW EXCLUSIVE MODE"))
         proc = start_migrator(db, "migrate", "--schema", "visibility", *ONLINE)
         stream = EventStream(proc)
         kill_point(db, phase, stream, holds)
@@ -361,7 +348,7 @@ def test_a_reader_holding_the_table_holds_off_the_swap_until_it_ends(
     stream = EventStream(proc)
     with contextlib.ExitStack() as holds:
         stream.wait_for("ddl.progress", 180, lambda e: e.get("online") == Phase.INDEX)
-        holds.enter_context(holding(db, f"SELECT 1 FROM {TABLE} LIMIT 1"))
+        holds.enter_context(db.holding(f"SELECT 1 FROM {TABLE} LIMIT 1"))
         for _ in range(2):
             stream.wait_for("ddl.progress", 180, lambda e: e.get("online") == Phase.SWAP)
         assert proc.poll() is None, "the swap went ahead while a reader held the table"
