@@ -68,17 +68,21 @@ class StatementImpact:
     lock: Lock | None
     effect: Effect
     size: TableSize | None
+    online: bool = False  # the plan applies it online (a shadow swapped in, or an index built concurrently)
 
     @property
     def heavy(self) -> bool:
-        """A rewrite, or a scan under a lock that stops writes: what ``--max-rewrite-size`` guards."""
-        return self.effect is Effect.REWRITE or (
-            self.effect is Effect.SCAN and self.lock is not None and self.lock.blocks_writes
+        """A rewrite, or a scan under a lock that stops writes, run plain: what ``--max-rewrite-size`` guards."""
+        return not self.online and (
+            self.effect is Effect.REWRITE
+            or (self.effect is Effect.SCAN and self.lock is not None and self.lock.blocks_writes)
         )
 
     def what(self) -> str:
-        """``rewrites executions_visibility (35.1M rows, 48 GB) under ACCESS EXCLUSIVE``."""
-        return f"{_VERBS[self.effect]} {self.table} ({describe_size(self.size)}) under {self.lock}"
+        """``rewrites executions_visibility (35.1M rows, 48 GB) under ACCESS EXCLUSIVE`` (or ``online, not
+        under ACCESS EXCLUSIVE``)."""
+        how = f"online, not under {self.lock}" if self.online else f"under {self.lock}"
+        return f"{_VERBS[self.effect]} {self.table} ({describe_size(self.size)}) {how}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +91,7 @@ class StatementImpact:
             "table": self.table,
             "lock": str(self.lock) if self.lock else None,
             "effect": str(self.effect),
+            "online": self.online,
             "rows": self.size.rows if self.size else None,
             "bytes": self.size.bytes if self.size else None,
             "locked_by": self.size.locked_by if self.size else None,

@@ -418,10 +418,9 @@ def plan(
         return replace(decided, verdict=_verdict(state, decided, policy))
     from migrator.core.impact import impact_report  # noqa: PLC0415 - a store at its target needs no impact report
 
-    # what runs online or concurrently is in `rewrites` and its own steps: the impact is what runs plain
     impact = (
-        replace(version, statements=tuple(s for s in version.statements
-                                          if (version.version, s.index) not in decided.online_statements))
+        replace(version, statements=tuple(replace(s, online=(version.version, s.index) in decided.online_statements)
+                                          for s in version.statements))
         for version in impact_report(decided.pending, sizes, _repaired(decided))
     )  # fmt: skip
     judged = replace(decided, impact=tuple(impact))

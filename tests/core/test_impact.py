@@ -159,6 +159,7 @@ def test_the_summary_names_the_rewrite_its_table_size_and_lock(tree_writer: Call
         "rows": 35_100_000,
         "bytes": 48 * GB,
         "locked_by": None,
+        "online": False,
     }
     # a repair that already applied the rewrite reports only what is left to run
     assert [item.index for item in impact_report(vendor.versions[1:2], BIG, applied=1)[0].statements] == [2, 3]

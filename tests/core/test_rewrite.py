@@ -145,6 +145,19 @@ def test_auto_takes_a_large_table_online_in_groups_of_consecutive_versions(vendo
     assert planned.to_dict()["rewrites"][1]["extra_disk_bytes"] == GB
 
 
+def test_the_impact_says_which_statements_run_online(vendor: VendorSchema) -> None:
+    """The impact of an online plan keeps every statement, but never claims the lock the plan avoids."""
+    summaries = {item.version: item.summary for item in decide(vendor).impact}
+    assert summaries["1.2"].startswith("v1.2 rewrites runs (")
+    assert "online, not under ACCESS EXCLUSIVE" in summaries["1.2"]
+    assert "scans runs (" in summaries["1.1"]
+    assert "online, not under SHARE" in summaries["1.1"]  # built concurrently first
+    assert "under ACCESS EXCLUSIVE" not in summaries["1.5"].replace("not under ACCESS EXCLUSIVE", "")
+    plain = {item.version: item.summary for item in decide(vendor, Policy(rewrite_mode=RewriteMode.PLAIN)).impact}
+    assert "online" not in plain["1.2"]
+    assert "under ACCESS EXCLUSIVE" in plain["1.2"]
+
+
 def test_records_chain_from_the_stored_version(vendor: VendorSchema) -> None:
     records = [step.to_dict() for step in decide(vendor).steps if step.to_dict()["action"] == "record-version"]
     assert [(item["version"], item["old_version"]) for item in records] == [
