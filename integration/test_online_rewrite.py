@@ -337,6 +337,37 @@ def test_killed_then_aborted_leaves_the_table_as_it_was(
     witnessed(db, load)
 
 
+def test_a_session_a_killed_run_left_is_ended_before_the_run_resumes(
+    make_db: MakeDb,
+    release_files: ReleaseFiles,
+    run_migrator: RunMigrator,
+    start_migrator: StartMigrator,
+    temporal_tool: Path,
+    schema_dir: Path,
+) -> None:
+    """A backend of a killed run (tagged with its lock session's pid) still holding the shadow would stall the
+    resumed copy and index builds: the resumed run ends it first, and says so."""
+    clean = clean_install(make_db, temporal_tool, schema_dir)
+    db = visibility_at(make_db, release_files, SOURCE_RELEASE, SOURCE_VERSION, KILL_ROWS)
+    load = Load(db.connect).start()
+    recorded, _ = killed_in(db, Phase.INDEX, start_migrator)
+    assert recorded == Phase.INDEX
+    with db.connect() as orphan:
+        orphan.execute("SELECT set_config('application_name', 'temporal-migrator-tool/1', false)")
+        row = orphan.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        orphan.execute("BEGIN")
+        orphan.execute(f"LOCK TABLE {WORK_SCHEMA}.{TABLE} IN EXCLUSIVE MODE")  # blocks the copy and the builds
+        resumed = run_migrator(db, "migrate", "--schema", "visibility", "--ddl-retry-timeout", "60")
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        ended = [e["pids"] for e in log_events(resumed.stderr) if e.get("event") == "online.orphans_ended"]
+        assert len(ended) == 1, ended
+        assert row[0] in ended[0], ended
+        with pytest.raises(psycopg.OperationalError):
+            orphan.execute("SELECT 1")
+    converged(db, load, clean)
+
+
 def test_a_reader_holding_the_table_holds_off_the_swap_until_it_ends(
     make_db: MakeDb, release_files: ReleaseFiles, start_migrator: StartMigrator, temporal_tool: Path, schema_dir: Path
 ) -> None:
