@@ -140,10 +140,8 @@ class Engine:
             "looking for the capture triggers",
         )
         if present[0][0] < 2:
-            doing = f"creating the capture triggers on {self.shape.name}"
-            with self.session.transaction(doing):
-                self.bound_lock_wait(doing)  # their lock blocks the table's writes, as the swap's does
-                self.run_all(trigger_statements(self.shape), doing)
+            with self.session.transaction(f"creating the capture triggers on {self.shape.name}"):
+                self.run_all(trigger_statements(self.shape), f"creating the capture triggers on {self.shape.name}")
         doing = f"building the shadow of {self.shape.name}"
         with self.session.transaction(doing):
             self.run_all(shadow_statements(self.shape), doing)
@@ -251,13 +249,6 @@ class Engine:
         )
         return [pid for (pid,) in found]
 
-    def bound_lock_wait(self, doing: str, timeout: float | None = None) -> None:
-        """For the rest of the transaction, a wait for a lock on the live table gives up within the tolerated
-        stall (``timeout``, by default the swap's): Temporal's queries queue behind a waiting lock."""
-        if timeout is None:
-            timeout = swap_lock_timeout(self.settings.ddl_lock_timeout, self.settings.max_stall)
-        self.session.run("SELECT set_config('lock_timeout', %s, true)", (f"{round(timeout * 1000)}ms",), doing)
-
     def swap(self) -> None:
         timeout = swap_lock_timeout(self.settings.ddl_lock_timeout, self.settings.max_stall)
         progress = self.progress()
@@ -294,7 +285,7 @@ class Engine:
         try:
             with self.session.transaction(doing):
                 self.session.run(shadow, (), doing)
-                self.bound_lock_wait(doing, timeout)
+                self.session.run("SELECT set_config('lock_timeout', %s, true)", (f"{round(timeout * 1000)}ms",), doing)
                 started = time.monotonic()
                 self.session.run(live, (), doing)
                 locked = time.monotonic()
