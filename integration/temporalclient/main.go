@@ -21,6 +21,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
@@ -331,17 +332,41 @@ func list(ctx context.Context, c client.Client, o options) (any, error) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	for i := range executions {
-		iter := c.GetWorkflowHistory(ctx, executions[i].ID, executions[i].RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		for iter.HasNext() {
-			event, err := iter.Next()
-			if err != nil {
-				return nil, fmt.Errorf("history of %s: %w", executions[i].ID, err)
-			}
-			executions[i].Events = append(executions[i].Events, event.GetEventType().String())
+		events, err := history(ctx, c, executions[i])
+		if err != nil {
+			return nil, err
 		}
-		executions[i].HistoryLength = len(executions[i].Events)
+		executions[i].Events, executions[i].HistoryLength = events, len(events)
 	}
 	return map[string]any{"workflows": executions}, nil
+}
+
+// historyAttempt bounds one read of a history: a server that just started may still route the call to the
+// history host of a server stopped before it (until its membership expires), where it hangs until its deadline.
+const historyAttempt = 10 * time.Second
+
+// history reads one workflow's event types, retrying a failed or hung read until ctx ends.
+func history(ctx context.Context, c client.Client, e listed) ([]string, error) {
+	for {
+		attempt, cancel := context.WithTimeout(ctx, historyAttempt)
+		var events []string
+		var err error
+		iter := c.GetWorkflowHistory(attempt, e.ID, e.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for err == nil && iter.HasNext() {
+			var event *historypb.HistoryEvent
+			if event, err = iter.Next(); err == nil {
+				events = append(events, event.GetEventType().String())
+			}
+		}
+		cancel()
+		if err == nil {
+			return events, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("history of %s: %w", e.ID, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // completedCount: visibility records a completion after the history does; callers wait for it.
