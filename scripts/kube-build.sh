@@ -20,6 +20,7 @@ ETCD_BIN="$GO_CACHE_ROOT/etcd-$ETCD_VERSION/bin"
 CONTAINERD_BIN="$GO_CACHE_ROOT/containerd-$CONTAINERD_VERSION/bin"
 KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 CONTAINERD_COMMANDS=(containerd ctr containerd-shim-runc-v2)
+GITOPS_BIN="$GO_CACHE_ROOT/gitops-engine-$GITOPS_ENGINE_VERSION/bin"
 
 _say() { echo "kube-build: $*" >&2; }
 
@@ -44,15 +45,20 @@ _have_all() {
     for cmd in "$@"; do [[ -x "$dir/$cmd" ]] || return 1; done
 }
 
-build_kube() {
-    _have_all "$KUBE_BIN" "${KUBE_COMMANDS[@]}" && return 0
-    local staging="v0.${KUBE_VERSION#v1.}" mod replaces pkgs=() cmd ldflags minor
+# The replace block that points k8s.io/kubernetes' staging modules at their published releases.
+_staging_replaces() {
+    local staging="v0.${KUBE_VERSION#v1.}" mod
     mod="$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" |
         sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
     [[ -f "$mod" ]] || { _say "no go.mod for k8s.io/kubernetes@$KUBE_VERSION"; return 1; }
-    replaces="replace (
-$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\t\1 => \1 '"$staging"'#p' "$mod")
-)"
+    printf 'replace (\n%s\n)\n' \
+        "$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\t\1 => \1 '"$staging"'#p' "$mod")"
+}
+
+build_kube() {
+    _have_all "$KUBE_BIN" "${KUBE_COMMANDS[@]}" && return 0
+    local replaces pkgs=() cmd ldflags minor
+    replaces="$(_staging_replaces)"
     for cmd in "${KUBE_COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
     minor="${KUBE_VERSION#v1.}"
     minor="${minor%%.*}"
@@ -86,10 +92,26 @@ build_containerd() {
         "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" "${pkgs[@]}"
 }
 
+# ArgoCD's sync engine (gitops-engine) through its own example agent, which syncs a directory of a git
+# repository with the engine's hooks, waves and delete policies. Built against KUBE_VERSION's modules, as the
+# cluster, so a cached cluster build leaves it little to compile.
+build_gitops() {
+    _have_all "$GITOPS_BIN" gitops && return 0
+    local replaces
+    replaces="$(_staging_replaces)
+require k8s.io/kubernetes $KUBE_VERSION"
+    _say "building gitops-engine $GITOPS_ENGINE_VERSION's agent"
+    _wrapper_build "$GITOPS_BIN.tmp" "github.com/argoproj/argo-cd/gitops-engine/v3@$GITOPS_ENGINE_VERSION" \
+        "$replaces" "-s -w" github.com/argoproj/argo-cd/gitops-engine/v3/agent
+    mv "$GITOPS_BIN.tmp/agent" "$GITOPS_BIN.tmp/gitops"
+    mv "$GITOPS_BIN.tmp" "$GITOPS_BIN"
+}
+
 kube_build() {
     build_kube
     build_etcd
     build_containerd
+    build_gitops
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

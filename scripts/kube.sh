@@ -81,7 +81,7 @@ init_pid() {
 build() {
     setup_go
     kube_build
-    log "binaries: $(du -sch "$KUBE_BIN" "$ETCD_BIN" "$CONTAINERD_BIN" | tail -n 1 | cut -f1)"
+    log "binaries: $(du -sch "$KUBE_BIN" "$ETCD_BIN" "$CONTAINERD_BIN" "$GITOPS_BIN" | tail -n 1 | cut -f1)"
 }
 
 namespaces() {
@@ -97,6 +97,9 @@ namespaces() {
     ip -n "$KUBE_NETNS" link set "${KUBE_LINK}p" up
     ip -n "$KUBE_NETNS" addr add "$KUBE_NODE_IP/24" dev "$KUBE_LINK"
     ip -n "$KUBE_NETNS" link set "$KUBE_LINK" up
+    # The pods' cgroup parent (kubelet `cgroupRoot`), in every hierarchy: the kubelet checks that it exists.
+    local hierarchy
+    for hierarchy in /sys/fs/cgroup/*/; do mkdir -p "$hierarchy$KUBE_CGROUP"; done
     # The init reaps the orphans (daemonised shims) and is the PID namespace's pid 1: killing it kills the rest.
     nsenter --net="/run/netns/$KUBE_NETNS" unshare --pid --fork --mount --propagation private --mount-proc \
         bash -c 'while :; do sleep 3600 & wait; done' </dev/null >/dev/null 2>&1 &
@@ -304,6 +307,8 @@ postgres_start() {
 write_env() {
     local helm
     helm="$(bash "$REPO_ROOT/scripts/build-helm.sh" | tail -n 1)"
+    # The tree the image was built from (scripts/image-test.sh copies it): the tests' target versions.
+    setup_tool
     cat >"$S/env" <<EOF
 KUBE_STATE_DIR=$S
 KUBECONFIG=$S/kubeconfig
@@ -312,12 +317,14 @@ HELM=$helm
 KUBE_NODE_IP=$KUBE_NODE_IP
 KUBE_IMAGE=$MIGRATOR_IMAGE
 KUBE_IMAGE_ID=$(podman image inspect --format '{{.Id}}' "$MIGRATOR_IMAGE")
+GITOPS=$GITOPS_BIN/gitops
+TEMPORAL_SCHEMA_DIR=$TEMPORAL_SCHEMA_DIR
 EOF
     cat "$S/env"
 }
 
 up() {
-    stage "build (cached: kube $KUBE_VERSION, etcd $ETCD_VERSION, containerd $CONTAINERD_VERSION)" build
+    stage "build (cached: kube $KUBE_VERSION, etcd $ETCD_VERSION, containerd $CONTAINERD_VERSION, gitops-engine $GITOPS_ENGINE_VERSION)" build
     stage "pause image" pause_image
     stage "network, mount and PID namespaces" namespaces
     stage "certificates" pki
