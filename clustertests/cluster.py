@@ -102,8 +102,9 @@ class Cluster:
     # -- PostgreSQL ------------------------------------------------------------------------------------
 
     def admin(self, dbname: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
+        # The tests run in the cluster's network namespace, where PostgreSQL also listens on loopback.
         return connect_admin(
-            self.node_ip,
+            "127.0.0.1",
             self.pg_port,
             self.postgres["PGCLUSTER_ADMIN_USER"],
             self.postgres["PGCLUSTER_ADMIN_PASSWORD"],

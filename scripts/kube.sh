@@ -15,8 +15,9 @@
 #     API server, the kubelet (--advertise-address and --node-ip must not be loopback), containerd, the pod
 #     bridge and PostgreSQL all live there: test traffic never reaches the host's own interfaces.
 #   - mounts and processes: every daemon runs in one private mount namespace and one PID namespace held by a
-#     small init. Container rootfs, volume and netns mounts never reach the host's mount table, and killing the
-#     init kills every process of the cluster, containers included, whatever state it is in.
+#     small init, with fresh tmpfs on /run, /var/log and /var/lib. Container rootfs, volume and netns mounts and
+#     the paths the components use whatever their flags say never reach the host, and killing the init kills
+#     every process of the cluster, containers included, whatever state it is in.
 #   - cgroups: cgroupfs driver (this host has v1 controllers), kubelet `cgroupsPerQOS: false`; the containers'
 #     cgroups sit under one parent, $KUBE_CGROUP, removed on `down`.
 # Facts of this machine behind the settings: runc needs `restrict_oom_score_adj` (root lacks CAP_SYS_RESOURCE:
@@ -45,7 +46,7 @@ S="$KUBE_STATE_DIR"
 
 # in_ns CMD...: CMD in the cluster's network, mount and PID namespaces.
 in_ns() {
-    nsenter -t "$(cat "$S/init.pid")" --net --mount --pid -- "$@"
+    nsenter -t "$(cat "$S/init.pid")" --net --mount --pid --wd="$REPO_ROOT" -- "$@"
 }
 
 # daemon NAME CMD...: start CMD in the namespaces, logging to $S/log/NAME.log.
@@ -105,6 +106,10 @@ namespaces() {
         bash -c 'while :; do sleep 3600 & wait; done' </dev/null >/dev/null 2>&1 &
     echo "$!" >"$S/unshare.pid"
     wait_for "namespace init" 10 init_pid
+    # Paths the components use whatever their flags say (runc's and containerd's /run, the kubelet's
+    # /var/log/pods, libcni's /var/lib/cni): private and empty in the mount namespace, gone with it.
+    local dir
+    for dir in /run /var/log /var/lib; do in_ns mount -t tmpfs -o mode=755 tmpfs "$dir"; done
     log "netns $KUBE_NETNS ($KUBE_LINK $KUBE_NODE_IP), init pid $(cat "$S/init.pid")"
 }
 
