@@ -61,6 +61,7 @@ class Bench:
     password: str = field(default_factory=lambda: uuid.uuid4().hex)
     rss_kb: list[int] = field(default_factory=list)
     cpu_seconds: float = 0.0
+    last_stderr: str = ""  # of the last child reaped (a migrator's JSON log lines)
 
     def new_databases(self) -> dict[str, str]:
         """One fresh database per store, owned by the store's role (CloudNativePG style)."""
@@ -96,20 +97,29 @@ class Bench:
 
     def reap(self, process: subprocess.Popen[bytes], what: str) -> int:
         """wait4 the child: its own peak RSS (its CPU time is added to ``cpu_seconds``), exit status checked."""
-        _, status, usage = os.wait4(process.pid, 0)
+        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""  # first: a full pipe
+        _, status, usage = os.wait4(process.pid, 0)  # would block a child that logs much (an online rewrite)
         self.cpu_seconds += usage.ru_utime + usage.ru_stime
         process.returncode = os.waitstatus_to_exitcode(status)
-        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+        self.last_stderr = stderr
         if process.returncode != 0:
             raise RuntimeError(f"{what} exited {process.returncode}: {stderr[-1500:]}")
         return int(usage.ru_maxrss)
 
-    def migrator(self, command: str, names: dict[str, str], copies: int = 1) -> Run:
-        """``python -m migrator COMMAND`` on both stores in turn (``copies`` at once per store)."""
+    def migrator(
+        self,
+        command: str,
+        names: dict[str, str],
+        copies: int = 1,
+        *,
+        stores: Sequence[str] = STORES,
+        args: Sequence[str] = (),
+    ) -> Run:
+        """``python -m migrator COMMAND [ARGS]`` on each of ``stores`` in turn (``copies`` at once per store)."""
         started, cpu = time.perf_counter(), self.cpu_seconds
         peak = 0
-        for store in STORES:
-            argv = [PYTHON, "-m", "migrator", command, "--schema", store]
+        for store in stores:
+            argv = [PYTHON, "-m", "migrator", command, "--schema", store, *args]
             processes = [self.spawn(argv, self.env(store, names[store])) for _ in range(copies)]
             for process in processes:
                 rss = self.reap(process, f"migrator {command} {store}")
@@ -126,11 +136,11 @@ class Bench:
             peak = max(peak, self.reap(process, f"python floor {store}"))
         return Run(time.perf_counter() - started, peak, self.cpu_seconds - cpu)
 
-    def tool_run(self, names: dict[str, str], *, setup: bool) -> Run:
-        """The bare tool: ``[setup-schema -v 0.0 +] update-schema`` on both stores in turn."""
+    def tool_run(self, names: dict[str, str], *, setup: bool, stores: Sequence[str] = STORES) -> Run:
+        """The bare tool: ``[setup-schema -v 0.0 +] update-schema`` on each of ``stores`` in turn."""
         started = time.perf_counter()
         peak = 0
-        for store in STORES:
+        for store in stores:
             base = [
                 str(self.tool),
                 "--ep",

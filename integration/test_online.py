@@ -57,6 +57,12 @@ BLOCKER = "analytics-blocker"
 _VERSION_TABLES = ("schema_version", "schema_update_history")
 
 
+def plain_env(db: AppDb, **overrides: str) -> dict[str, str]:
+    """The migrator's environment for these tests, which are about the vendor's statements run plain (bounded
+    lock waits, progress, the size guard): the online path is tested on its own."""
+    return db.env(MIGRATOR_REWRITE_MODE="plain", **overrides)
+
+
 def release(version: str) -> tuple[Path, Path]:
     """(the tool that installs it, schema dir) of an upgrade source (devtools.pins.resolve_tool)."""
     (tool, tool_why), (schema, tree_why) = resolve_tool(version), resolve_schema_dir(version)
@@ -127,7 +133,7 @@ def test_visibility_store_with_100k_rows_survives_every_rewrite(
     summaries: list[str] = []
     progress: list[dict[str, Any]] = []
     for tool, tree in ((rewrite_tool, rewrite_schema), (temporal_tool, schema_dir)):
-        env = db.env(TEMPORAL_SQL_TOOL=str(tool), MIGRATOR_SCHEMA_DIR=str(tree), MIGRATOR_SCHEMA="visibility")
+        env = plain_env(db, TEMPORAL_SQL_TOOL=str(tool), MIGRATOR_SCHEMA_DIR=str(tree), MIGRATOR_SCHEMA="visibility")
         summaries += check_impact(db, plan_document(run_migrator, db, env))
         proc = run_migrator(db, "migrate", "--progress-interval", "0.5", env=env, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -169,7 +175,7 @@ def test_default_store_with_rows_in_every_table_survives(
     assert {"executions", "current_executions", "history_node", "history_tree"} <= set(before)
     assert len(single_row) <= 2, single_row
     assert all(item.count >= DEFAULT_ROWS for item in before.values())  # a seed row may come on top
-    env = db.env(MIGRATOR_SCHEMA="temporal")
+    env = plain_env(db, MIGRATOR_SCHEMA="temporal")
     check_impact(db, plan_document(run_migrator, db, env))
     proc = run_migrator(db, "migrate", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -250,7 +256,7 @@ def test_blocked_ddl_is_retried_and_converges_to_a_clean_install(
     make_db: MakeDb, start_migrator: StartMigrator, temporal_tool: Path, schema_dir: Path, kind: str
 ) -> None:
     db = blocked_store(make_db, temporal_tool, schema_dir)
-    env = db.env(MIGRATOR_SCHEMA="visibility")
+    env = plain_env(db, MIGRATOR_SCHEMA="visibility")
     with db.connect() as conn:
         columns = columns_of(conn, "executions_visibility")
         before = snapshot(conn, "executions_visibility", columns)
@@ -285,7 +291,7 @@ def test_a_blocker_outlasting_the_retry_time_is_named_in_exit_7(
 ) -> None:
     db = blocked_store(make_db, temporal_tool, schema_dir, rows=100)
     before = db.version_rows()
-    env = db.env(MIGRATOR_SCHEMA="visibility", SQL_PLUGIN=plugin)
+    env = plain_env(db, MIGRATOR_SCHEMA="visibility", SQL_PLUGIN=plugin)
     with blocker(db, "lock") as pid:
         started = time.monotonic()
         proc = run_migrator(db, "migrate", "--ddl-lock-timeout", "2", "--ddl-retry-timeout", "5", env=env)
@@ -322,8 +328,12 @@ def test_a_tool_statement_that_gave_up_on_its_lock_is_retried_with_either_releas
 ) -> None:
     tool, schema = (temporal_tool, schema_dir) if tool_release == "pinned" else release(tool_release)
     db = release_store(make_db, tool, schema)
-    env = db.env(
-        MIGRATOR_SCHEMA="visibility", SQL_PLUGIN=plugin, TEMPORAL_SQL_TOOL=str(tool), MIGRATOR_SCHEMA_DIR=str(schema)
+    env = plain_env(
+        db,
+        MIGRATOR_SCHEMA="visibility",
+        SQL_PLUGIN=plugin,
+        TEMPORAL_SQL_TOOL=str(tool),
+        MIGRATOR_SCHEMA_DIR=str(schema),
     )
     with blocker(db, "lock") as pid:
         proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "2", "--ddl-retry-timeout", "120", env=env)
@@ -352,7 +362,7 @@ def test_a_stopped_migrator_leaves_nothing_queued(
         columns = columns_of(conn, "executions_visibility")
     with blocker(db, "lock"):
         # no lock timeout: the tool's ALTER waits for as long as the blocker holds
-        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", env=db.env(MIGRATOR_SCHEMA="visibility"))
+        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", env=plain_env(db, MIGRATOR_SCHEMA="visibility"))
         wait_until(lambda: any(wait == "Lock" for _, _, wait in tool_sessions(db)), 60, "the tool's ALTER to queue")
         proc.send_signal(stop)
         proc.communicate(timeout=30)
@@ -382,7 +392,7 @@ def test_a_stop_cancels_the_tools_queued_statement_without_the_watcher_or_the_st
     db = blocked_store(make_db, temporal_tool, schema_dir, rows=100)
     before = db.version_rows()
     with blocker(db, "lock"):
-        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", env=db.env(MIGRATOR_SCHEMA="visibility"))
+        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", env=plain_env(db, MIGRATOR_SCHEMA="visibility"))
         stream = EventStream(proc)
         wait_until(lambda: any(wait == "Lock" for _, _, wait in tool_sessions(db)), 60, "the tool's ALTER to queue")
         queued = {pid for pid, _, wait in tool_sessions(db) if wait == "Lock"}
@@ -416,7 +426,7 @@ def test_a_second_sigterm_during_cleanup_does_not_cut_it_short(
     db = blocked_store(make_db, temporal_tool, schema_dir, rows=100)
     before = db.version_rows()
     with blocker(db, "lock"):
-        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", env=db.env(MIGRATOR_SCHEMA="visibility"))
+        proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", env=plain_env(db, MIGRATOR_SCHEMA="visibility"))
         stream = EventStream(proc)
         tool = stream.wait_for("tool.started")
         wait_until(lambda: any(wait == "Lock" for _, _, wait in tool_sessions(db)), 60, "the tool's ALTER to queue")
@@ -495,10 +505,10 @@ def test_max_rewrite_size_refuses_before_any_ddl(
 ) -> None:
     db = blocked_store(make_db, temporal_tool, schema_dir, rows=1_000)
     before = (db.version_rows(), db.schema_dump())
-    planned = run_migrator(db, "plan", "--max-rewrite-size", "100kB", env=db.env(MIGRATOR_SCHEMA="visibility"))
+    planned = run_migrator(db, "plan", "--max-rewrite-size", "100kB", env=plain_env(db, MIGRATOR_SCHEMA="visibility"))
     assert planned.returncode == 6, planned.stderr[-3000:]  # plan gates a pipeline as migrate would stop
     assert "larger than --max-rewrite-size 100 kB" in json.loads(planned.stdout)["blocked"]
-    proc = run_migrator(db, "migrate", "--max-rewrite-size", "100kB", env=db.env(MIGRATOR_SCHEMA="visibility"))
+    proc = run_migrator(db, "migrate", "--max-rewrite-size", "100kB", env=plain_env(db, MIGRATOR_SCHEMA="visibility"))
     assert proc.returncode == 6, proc.stderr[-3000:]
     error = events_named(proc.stderr, "run.failed")[-1]["error"]
     assert "rewrites executions_visibility (1k rows," in error
@@ -506,7 +516,9 @@ def test_max_rewrite_size_refuses_before_any_ddl(
     assert not [event for event in log_events(proc.stderr) if event.get("event") == "tool.started"]
     assert (db.version_rows(), db.schema_dump()) == before
     assert (
-        run_migrator(db, "migrate", "--max-rewrite-size", "1GB", env=db.env(MIGRATOR_SCHEMA="visibility")).returncode
+        run_migrator(
+            db, "migrate", "--max-rewrite-size", "1GB", env=plain_env(db, MIGRATOR_SCHEMA="visibility")
+        ).returncode
         == 0
     )
 
@@ -517,7 +529,7 @@ def test_progress_reports_the_phase_of_an_index_build(
     """The vendor's CREATE INDEX CONCURRENTLY, held in its wait for an old snapshot, reported from
     pg_stat_progress_create_index every --progress-interval, then finished once the snapshot is gone."""
     db = blocked_store(make_db, temporal_tool, schema_dir, rows=20_000)
-    env = db.env(MIGRATOR_SCHEMA="visibility")
+    env = plain_env(db, MIGRATOR_SCHEMA="visibility")
     with blocker(db, "snapshot"):
         proc = start_migrator(db, "migrate", "--ddl-lock-timeout", "0", "--progress-interval", "0.5", env=env)
         stream = EventStream(proc)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from tenacity import RetryCallState
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 REDACTED = "***"
 _secrets: set[str] = set()

@@ -4,12 +4,32 @@
 #   bash scripts/bench.sh [--rounds N] [--out FILE] [--noop-only]                 # no-op (and its Python floor),
 #                                                                                 # install, contention
 #   bash scripts/bench.sh online [--blocker-seconds B] [--rows N] [--out FILE]    # under live traffic
+#   bash scripts/bench.sh rewrite [--rows N] [--before S] [--out FILE]            # visibility 1.9 -> newest under
+#                                                                                 # a witnessed load: tool vs online
 set -euo pipefail
 
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 trap finish EXIT
+
+# The rewrite benchmark's picture, live-query latency over time (docs/rewrite-latency.png):
+#   bash scripts/bench.sh plot [--data bench/rewrite.json] [--out docs/rewrite-latency.png]
+# It needs matplotlib, which nothing else may load: its own virtualenv, from its own hashed lock file
+# (requirements/bench.txt), apart from the test virtualenv and from what the image installs.
+plot() {
+    local venv="$REPO_ROOT/.venv-plot"
+    [[ -x "$venv/bin/python" ]] || "$(command -v /usr/bin/python3 || command -v python3)" -m venv "$venv"
+    "$venv/bin/python" -m pip --disable-pip-version-check --quiet install --require-hashes \
+        -r "$REPO_ROOT/requirements/bench.txt"
+    "$venv/bin/python" "$REPO_ROOT/bench/plot.py" "$@"
+}
+if [[ "${1:-}" == plot ]]; then
+    shift
+    stage "plot (bench/plot.py)" plot "$@"
+    exit 0
+fi
+BENCH_MODE="${1:-run}" # kept: the mode is shifted off below
 
 stage "python virtualenv and locked deps" setup_python
 stage "postgresql server binaries" setup_postgres
@@ -33,11 +53,16 @@ runtime_env() {
     log "BENCH_PYTHON=$BENCH_PYTHON"
 }
 stage "the image's python environment" runtime_env
-if [[ "${1:-}" == online ]]; then
+if [[ "${1:-}" == online || "${1:-}" == rewrite ]]; then
+    mode="$1"
     shift
-    stage "temporal-sql-tool $TEMPORAL_SERVER_FROM (the online benchmark's starting schemas)" \
+    stage "temporal-sql-tool $TEMPORAL_SERVER_FROM (the $mode benchmark's starting schemas)" \
         setup_tool "$TEMPORAL_SERVER_FROM" BENCH_FROM
-    stage "online benchmark" "$PYTHON" -m bench.online "$@"
+    stage "$mode benchmark" "$PYTHON" -m "bench.$mode" "$@"
 else
     stage "benchmark" "$PYTHON" -m bench.run "$@"
+fi
+# The rewrite benchmark's picture, from the figures it has just written (bench/rewrite.json by default).
+if [[ "$BENCH_MODE" == rewrite ]]; then
+    stage "plot (bench/plot.py)" plot
 fi

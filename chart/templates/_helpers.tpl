@@ -159,6 +159,16 @@ The password only ever comes from the store's Secret.
 - name: MIGRATOR_MAX_REWRITE_SIZE
   value: {{ . | quote }}
 {{- end }}
+- name: MIGRATOR_REWRITE_MODE
+  value: {{ $v.rewriteMode | quote }}
+- name: MIGRATOR_MAX_STALL
+  value: {{ $v.maxStall | toString | quote }}
+- name: MIGRATOR_ONLINE_ALLOW_ALL_TABLES_PUBLICATION
+  value: {{ $v.onlineAllowAllTablesPublication | toString | quote }}
+{{- if $v.abortOnline }}
+- name: MIGRATOR_ABORT_ONLINE
+  value: "true"
+{{- end }}
 {{- if $store.createDatabase }}
 - name: MIGRATOR_CREATE_DATABASE
   value: "true"

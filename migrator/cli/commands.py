@@ -13,7 +13,7 @@ from migrator.run.inspect import inspect
 from migrator.run.migrate import migrate
 from migrator.run.wait import wait
 from migrator.source.tree import read_vendor_tree
-from migrator.tool.runner import resolve_tool
+from migrator.tool.locate import resolve_tool
 
 
 def run_command(settings: Settings) -> dict[str, Any]:

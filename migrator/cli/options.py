@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from migrator.cli.render import OUTPUTS
+from migrator.core.rewrite import RewriteMode
 from migrator.core.settings import Settings
 from migrator.core.sizes import parse_size
 from migrator.core.vendor import STORES
@@ -149,6 +150,37 @@ OPTIONS: tuple[Option, ...] = (
         "refuse (exit 6) a pending rewrite or locked scan of a larger table, e.g. 2GB (default: report only)",
     ),
     Option(
+        "rewrite_mode",
+        ("--rewrite-mode",),
+        "MIGRATOR_REWRITE_MODE",
+        "auto",
+        "auto: rewrite a table online (on a shadow table, swapped in) when a plain rewrite would stall it longer "
+        "than --max-stall; online: always; plain: never (the vendor's statements as they are)",
+    ),
+    Option(
+        "max_stall",
+        ("--max-stall",),
+        "MIGRATOR_MAX_STALL",
+        "1",
+        "seconds a plain rewrite may stall a table's queries (estimated from its size) before auto goes online",
+    ),
+    Option(
+        "online_allow_all_tables_publication",
+        ("--online-allow-all-tables-publication",),
+        "MIGRATOR_ONLINE_ALLOW_ALL_TABLES_PUBLICATION",
+        "false",
+        "rewrite online despite a FOR ALL TABLES publication (its subscribers need the rewrite's two schemas)",
+        is_flag=True,
+    ),
+    Option(
+        "abort_online",
+        ("--abort-online",),
+        "MIGRATOR_ABORT_ONLINE",
+        "false",
+        "migrate removes the online rewrite a run left in progress (the table stays as it was) and does nothing else",
+        is_flag=True,
+    ),
+    Option(
         "progress_interval",
         ("--progress-interval",),
         "MIGRATOR_PROGRESS_INTERVAL",
@@ -281,6 +313,9 @@ def build_settings(command: str, parsed: Mapping[str, str | bool | None], enviro
     if not get("database").strip():
         raise UsageError(f"{_label('database')} is empty; name the store's database")
     target_text = raw["target"]
+    abort_online = _flag(_label("abort_online"), get("abort_online"))
+    if abort_online and command not in ("migrate", "plan"):
+        raise UsageError(f"{_label('abort_online')} is for migrate (and plan, to show it); leave it out of {command}")
     return Settings(
         command=command,
         host=_host(get("host")),
@@ -314,4 +349,10 @@ def build_settings(command: str, parsed: Mapping[str, str | bool | None], enviro
         progress_interval=_interval(_label("progress_interval"), get("progress_interval")),
         output=_choice(_label("output"), get("output").lower(), OUTPUTS) if raw["output"] else None,
         create_database=_flag(_label("create_database"), get("create_database")),
+        rewrite_mode=_choice(_label("rewrite_mode"), get("rewrite_mode").lower(), tuple(RewriteMode)),
+        max_stall=_seconds(_label("max_stall"), get("max_stall")),
+        online_allow_all_tables_publication=_flag(
+            _label("online_allow_all_tables_publication"), get("online_allow_all_tables_publication")
+        ),
+        abort_online=abort_online,
     )

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from migrator.core.planner import Action
+from migrator.core.sizes import pretty_size
 
 OUTPUTS = ("json", "table")
 WIDTH = 100
@@ -84,6 +85,12 @@ def _step_detail(step: Mapping[str, Any], covered: Sequence[str]) -> str:
         return "creates schema_version and schema_update_history"
     if action == Action.CREATE_DATABASE:
         return f"creates database {step.get('database')!r}, owned by the role"
+    if action == Action.ONLINE_REWRITE:
+        return f"{step.get('table')} on a shadow table, swapped in ({step.get('reason')})"
+    if action == Action.BUILD_INDEX_CONCURRENTLY:
+        return f"builds {step.get('index')} CONCURRENTLY first (writes go on)"
+    if action == Action.ABORT_ONLINE:
+        return f"undoes the rewrite in progress; {step.get('table')} unchanged"
     return f"applies {_versions(covered)}" if covered else _NONE
 
 
@@ -106,6 +113,38 @@ def _covered(steps: Sequence[Mapping[str, Any]], pending: Sequence[str]) -> list
     return covered
 
 
+_PATHS = {"online": "online-rewrite", "concurrent-index": "build-index-concurrently", "plain": "plain"}
+
+
+def _rewrites(document: Mapping[str, Any]) -> list[str]:
+    """Each heavy table's path with the estimate and why, and the disk an online rewrite holds."""
+    lines = []
+    for item in document.get("rewrites") or ():
+        line = f"{_PATHS.get(item['path'], item['path'])} {item['table']} ({', '.join(item['versions'])}): "
+        line += str(item["reason"])
+        if item.get("extra_disk_bytes") is not None:
+            line += f"; holds about {pretty_size(item['extra_disk_bytes'])} more disk for the whole run"
+        lines.append(line)
+    return _section("Rewrites", lines)
+
+
+def _in_progress(document: Mapping[str, Any]) -> list[str]:
+    online = document.get("online_rewrite")
+    if not online:
+        return []
+    text = (
+        f"{online['table']} ({', '.join(online['versions'])}), phase {online['phase']}: migrate resumes it, "
+        "migrate --abort-online removes it (before its swap)"
+    )
+    return _section("Online rewrite in progress", [text])
+
+
+def _version_cell(step: Mapping[str, Any]) -> str:
+    if step.get("versions"):
+        return ", ".join(step["versions"])
+    return str(step.get("version") or _NONE)
+
+
 def _steps(document: Mapping[str, Any]) -> list[str]:
     steps: Sequence[Mapping[str, Any]] = document.get("steps") or ()
     if not steps:
@@ -114,7 +153,7 @@ def _steps(document: Mapping[str, Any]) -> list[str]:
     covered = _covered(steps, document.get("pending_versions") or ())
     rows = [["STEP", "ACTION", "VERSION", "DETAIL"]]
     rows += [
-        [str(number), str(step.get("action")), str(step.get("version") or _NONE), _step_detail(step, versions)]
+        [str(number), str(step.get("action")), _version_cell(step), _step_detail(step, versions)]
         for number, (step, versions) in enumerate(zip(steps, covered, strict=True), start=1)
     ]
     table = _columns(rows)
@@ -144,7 +183,9 @@ def render_table(document: Mapping[str, Any]) -> str:
     lines = _columns([header, row])
     if document.get("refusal"):
         lines += _section("Refused (exit 6 for plan and migrate; nothing changed)", [str(document["refusal"])])
+    lines += _in_progress(document)
     lines += _section("Warnings", [str(item) for item in document.get("warnings") or ()])
+    lines += _rewrites(document)
     if document.get("invalid_indexes"):
         lines += _section("INVALID indexes", [", ".join(document["invalid_indexes"])])
     if "steps" in document:

@@ -40,3 +40,7 @@ class Settings:
     progress_interval: float
     output: str | None = None
     create_database: bool = False
+    rewrite_mode: str = "auto"  # auto, online or plain (`migrator.core.rewrite.RewriteMode`)
+    max_stall: float = 1.0  # seconds of plain-rewrite stall auto tolerates before going online
+    online_allow_all_tables_publication: bool = False
+    abort_online: bool = False

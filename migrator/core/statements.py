@@ -545,3 +545,96 @@ def describe(text: str) -> Statement:
     if isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
         return Statement(text, recognised=False, touch=Touch(Form.WRITE, _relation_name(node.relation)))
     return Statement(text, recognised=False)
+
+
+# -- the online rewrite's shadow ---------------------------------------------------------------------
+
+
+class ShadowUse(StrEnum):
+    """When a vendor statement runs on the shadow of an online rewrite (`migrator.core.shadow`)."""
+
+    TABLE = "table"  # an ALTER TABLE: on the empty shadow, before the copy (instant there)
+    INDEX = "index"  # an index built or dropped: after the copy, with the shadow's other indexes
+    SKIP = "skip"  # a DO block: the vendor's drops INVALID indexes, and the shadow is built without any
+
+
+def for_shadow(text: str, schema: str) -> tuple[ShadowUse, str]:
+    """``text`` as it runs on the shadow, a table of the same name in ``schema``: index statements lose
+    ``CONCURRENTLY`` (only the migrator touches the shadow, and a concurrent build would wait for every old
+    snapshot of the live table's readers) and name ``schema`` (a ``DROP INDEX`` of a name the shadow lacks must
+    not reach the live table's). A statement of any other form is a ValueError: the shadow would not match what
+    the vendor's statement leaves."""
+    pglast = _pglast()
+    ast, objects = pglast.ast, pglast.enums.ObjectType
+    parsed = pglast.parse_sql(text)
+    if len(parsed) != 1:
+        raise ValueError(f"not one statement: {' '.join(text.split())[:120]}")
+    node = parsed[0].stmt
+    if isinstance(node, ast.AlterTableStmt) and node.objtype == objects.OBJECT_TABLE:
+        return ShadowUse.TABLE, text
+    if isinstance(node, ast.IndexStmt):
+        node.relation.schemaname = schema
+        node.concurrent = False
+        return ShadowUse.INDEX, _deparse(node)
+    if isinstance(node, ast.DropStmt) and node.removeType == objects.OBJECT_INDEX:
+        node.objects = tuple((ast.String(sval=schema), item[-1]) for item in node.objects)
+        node.concurrent = False
+        return ShadowUse.INDEX, _deparse(node)
+    if isinstance(node, ast.DoStmt):
+        return ShadowUse.SKIP, text
+    raise ValueError(f"a statement an online rewrite cannot apply to a shadow: {' '.join(text.split())[:120]}")
+
+
+def retarget_index(definition: str, schema: str) -> str:
+    """An index definition (``pg_get_indexdef``) built on the table of the same name in ``schema`` instead,
+    under the same name (index names are per schema), without ``CONCURRENTLY``."""
+    pglast = _pglast()
+    node = pglast.parse_sql(definition)[0].stmt
+    if not isinstance(node, pglast.ast.IndexStmt):
+        raise ValueError(f"not an index definition: {definition[:120]}")
+    node.relation.schemaname = schema
+    node.concurrent = False
+    return _deparse(node)
+
+
+@dataclass(frozen=True)
+class ConcurrentIndex:
+    """A plain ``CREATE INDEX`` rewritten to build without blocking writes, and the columns it reads."""
+
+    text: str  # the same index, ``CONCURRENTLY IF NOT EXISTS``
+    columns: tuple[str, ...]
+
+
+def _column_names(node: Any) -> list[str]:
+    """The columns an expression reads (the last field of each column reference)."""
+    ast = _pglast().ast
+
+    if isinstance(node, tuple | list):
+        return [name for item in node for name in _column_names(item)]
+    if not isinstance(node, ast.Node):
+        return []
+    if isinstance(node, ast.ColumnRef):
+        last = node.fields[-1]
+        return [str(last.sval)] if isinstance(last, ast.String) else []
+    return [name for attribute in node for name in _column_names(getattr(node, attribute))]
+
+
+def concurrent_index(text: str) -> ConcurrentIndex | None:
+    """The vendor's ``CREATE INDEX`` as ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` (same name, table, keys,
+    method, predicate), which takes SHARE UPDATE EXCLUSIVE instead of SHARE: reads and writes go on during the
+    build, and the vendor's statement then finds the index in place. None for anything else (or an unnamed
+    index, which could not be found again)."""
+    pglast = _pglast()
+    try:
+        parsed = pglast.parse_sql(text)
+    except pglast.parser.ParseError:
+        return None
+    if len(parsed) != 1 or not isinstance(parsed[0].stmt, pglast.ast.IndexStmt) or parsed[0].stmt.idxname is None:
+        return None
+    node = parsed[0].stmt
+    columns = [str(element.name) for element in node.indexParams or () if element.name]
+    columns += _column_names([element.expr for element in node.indexParams or () if element.expr is not None])
+    columns += _column_names(node.whereClause)
+    node.concurrent = True
+    node.if_not_exists = True
+    return ConcurrentIndex(_deparse(node), tuple(dict.fromkeys(columns)))

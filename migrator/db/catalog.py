@@ -12,11 +12,13 @@ hold one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from psycopg import sql
 
+from migrator.core.online import WORK_SCHEMA, OnlineProgress, Phase, TableFacts
 from migrator.core.sizes import Sizes, TableSize
 from migrator.core.state import Access, Catalog, ColumnInfo, IndexInfo, State
 from migrator.core.statements import Kind, RowProbe
@@ -27,7 +29,9 @@ from migrator.errors import LockWaitError
 # session holds or awaits ACCESS EXCLUSIVE (a rewrite, VACUUM FULL, an operator's LOCK), whose definitions are then
 # unknown and its holder named (``locked``), so reading the catalog never queues behind such a lock.
 # schema_version may not exist yet: its rows are read through query_to_xml, which plans the query only when the
-# CASE reaches it (a plain reference to a missing table would fail the whole statement).
+# CASE reaches it (a plain reference to a missing table would fail the whole statement). The state row of an
+# online rewrite in progress is read the same way, guarded by to_regclass (NULL, not an error, when its schema
+# does not exist): no rewrite in progress costs nothing.
 _OBSERVE = """
 WITH s AS (SELECT coalesce(current_schema(), 'public') AS name,
                   (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AS oid),
@@ -72,9 +76,17 @@ SELECT json_build_object(
                            format('SELECT db_name, curr_version FROM %%I.schema_version WHERE version_partition = 0',
                                   s.name), true, false, '')
                          COLUMNS db_name text PATH 'db_name', curr_version text PATH 'curr_version') AS x)
-               END FROM s)
+               END FROM s),
+  'online', (SELECT CASE WHEN to_regclass('@WORK@.state') IS NOT NULL THEN
+               (SELECT json_agg(json_build_array(x.table_name, x.versions, x.phase))
+                  FROM XMLTABLE('/table/row' PASSING query_to_xml(
+                         'SELECT table_name, array_to_json(versions) AS versions, phase FROM @WORK@.state',
+                         true, false, '')
+                       COLUMNS table_name text PATH 'table_name', versions text PATH 'versions',
+                               phase text PATH 'phase') AS x)
+             END)
 )
-"""
+""".replace("@WORK@", WORK_SCHEMA)
 
 Rows = Callable[[sql.Composable | str, Sequence[Any]], list[tuple[Any, ...]]]
 
@@ -151,7 +163,16 @@ def observe(rows: Rows, database: str, vendor: VendorSchema, *, seeds_after: str
         other_databases=tuple(sorted(others)),
         catalog=catalog,
         access=access,
+        online=_online(document.get("online")),
     )
+
+
+def _online(rows: list[list[str]] | None) -> OnlineProgress | None:
+    """The state row of an online rewrite in progress (its versions as JSON text, as query_to_xml carries them)."""
+    if not rows:
+        return None
+    table, versions, phase = rows[0]
+    return OnlineProgress(table, tuple(json.loads(versions or "[]")), Phase(phase))
 
 
 # -- sizes, for the impact report ------------------------------------------------------------------
@@ -215,3 +236,60 @@ def read_sizes(rows: Rows) -> Sizes:
         for name, count, size, pid, application in found
     }
     return Sizes(tables, dict(rows(_INDEX_TABLES, ())), dict(rows(_COLUMN_TYPES, ())))
+
+
+# -- what the online rewrite's preflight judges -----------------------------------------------------
+
+# Whatever refers to a table by its OID, which the swap would leave pointing at the retired table (views, rules,
+# foreign keys either way, policies, inheritance, triggers, extended statistics), plus what the engine does not
+# rebuild (check and exclusion constraints, identity columns). Triggers whose function lives in the online
+# rewrite's work schema are its own change capture, not dependents.
+_TABLE_FACTS = """
+SELECT t.relname,
+  (SELECT coalesce(json_agg(a.attname ORDER BY k.ord), '[]')
+     FROM pg_constraint c CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+     JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+    WHERE c.conrelid = t.oid AND c.contype = 'p'),
+  (SELECT coalesce(json_agg(d.what ORDER BY d.what), '[]') FROM (
+     SELECT DISTINCT CASE v.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END || v.oid::regclass::text AS what
+       FROM pg_depend x JOIN pg_rewrite r ON r.oid = x.objid JOIN pg_class v ON v.oid = r.ev_class
+      WHERE x.classid = 'pg_rewrite'::regclass AND x.refclassid = 'pg_class'::regclass AND x.refobjid = t.oid
+        AND r.ev_class <> t.oid
+     UNION ALL SELECT 'rule ' || r.rulename FROM pg_rewrite r WHERE r.ev_class = t.oid
+     UNION ALL SELECT 'foreign key ' || c.conname || ' of ' || c.conrelid::regclass::text
+                 FROM pg_constraint c WHERE c.contype = 'f' AND (c.conrelid = t.oid OR c.confrelid = t.oid)
+     UNION ALL SELECT CASE c.contype WHEN 'c' THEN 'check constraint ' ELSE 'exclusion constraint ' END || c.conname
+                 FROM pg_constraint c WHERE c.conrelid = t.oid AND c.contype IN ('c', 'x')
+     UNION ALL SELECT 'policy ' || p.polname FROM pg_policy p WHERE p.polrelid = t.oid
+     UNION ALL SELECT 'inheritance child ' || i.inhrelid::regclass::text FROM pg_inherits i WHERE i.inhparent = t.oid
+     UNION ALL SELECT 'inheritance parent ' || i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = t.oid
+     UNION ALL SELECT 'partitioning' WHERE t.relkind = 'p'
+     UNION ALL SELECT 'trigger ' || g.tgname FROM pg_trigger g JOIN pg_proc f ON f.oid = g.tgfoid
+                WHERE g.tgrelid = t.oid AND NOT g.tgisinternal
+                  AND f.pronamespace IS DISTINCT FROM to_regnamespace('@WORK@')::oid
+     UNION ALL SELECT 'extended statistics ' || e.stxname FROM pg_statistic_ext e WHERE e.stxrelid = t.oid
+     UNION ALL SELECT 'identity column ' || a.attname FROM pg_attribute a
+                WHERE a.attrelid = t.oid AND a.attidentity <> '' AND NOT a.attisdropped
+  ) d),
+  (SELECT coalesce(json_agg(p.pubname ORDER BY p.pubname), '[]') FROM pg_publication p WHERE p.puballtables)
+  FROM pg_class t
+ WHERE t.relnamespace = current_schema()::regnamespace AND t.relkind IN ('r', 'p') AND t.relname = ANY(%s)
+""".replace("@WORK@", WORK_SCHEMA)
+
+
+def read_table_facts(rows: Rows, tables: Collection[str], sizes: Sizes) -> dict[str, TableFacts]:
+    """The preflight's facts about ``tables``, in one catalog query; read only when pending statements rewrite or
+    scan them (never on a no-op). Their total size is the one ``sizes`` read (measuring it again would lock)."""
+    if not tables:
+        return {}
+    found = rows(_TABLE_FACTS, (sorted(tables),))
+    return {
+        name: TableFacts(
+            name,
+            (sizes.tables[name].bytes if name in sizes.tables else None) or 0,
+            tuple(key),
+            tuple(dependents),
+            tuple(publications),
+        )
+        for name, key, dependents, publications in found
+    }

@@ -17,20 +17,18 @@ import contextlib
 import ctypes
 import ctypes.util
 import datetime as dt
-import glob
 import os
 import re
 import select
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import structlog
 from psycopg import errors, pq, sql
 from psycopg.conninfo import make_conninfo
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from migrator.core.planner import MIN_SERVER_VERSION_NUM
 from migrator.core.settings import Settings
@@ -40,6 +38,10 @@ from migrator.db.catalog import STORED, observe
 from migrator.db.session import Session, settings_for, startup_options
 from migrator.errors import AccessError, DDLError, LockWaitError, MigratorError, UnreachableError, UsageError
 from migrator.logs import retry_fields
+from migrator.retry import retried
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 APPLICATION_NAME = "temporal-migrator"
 log = structlog.get_logger("migrator.db")
@@ -205,6 +207,8 @@ def _libpq() -> Any:
     """The libpq psycopg runs on (its bundled copy in the binary package), to set the error verbosity."""
     candidates: list[str] = []
     if pq.__impl__ == "binary":
+        import glob  # noqa: PLC0415 - only a refused login gets here
+
         import psycopg_binary  # noqa: PLC0415 - only present in the binary package
 
         libs = os.path.join(os.path.dirname(psycopg_binary.__file__), os.pardir, "psycopg_binary.libs")
@@ -335,15 +339,10 @@ class Driver:
                 driver._prepare_primary_session()
             return driver
 
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            wait=wait_random_exponential(multiplier=0.5, max=5),
-            stop=stop_after_delay(budget),
-            before_sleep=_log_retry,
-            reraise=True,
-        )
         try:
-            return retrying(attempt)
+            return retried(
+                attempt, on=TransientError, first_pause=0.5, max_pause=5, budget=budget, before_sleep=_log_retry
+            )
         except TransientError as error:
             raise UnreachableError(
                 f"database {settings.database!r} at {settings.host}:{settings.port} did not accept connections "
@@ -460,6 +459,29 @@ class Driver:
         """Run one vendor statement verbatim (its own autocommit, as the tool runs it)."""
         with self._cancelled_if_interrupted(), translated(doing):
             self.conn.execute(text.encode())
+
+    def run(self, query: sql.Composable | str, params: Sequence[Any], doing: str) -> list[tuple[Any, ...]]:
+        """One statement of ours (DDL or DML, in the open transaction if any): its rows, if it returns some."""
+        statement = query.as_bytes(self.conn) if isinstance(query, sql.Composable) else query.encode()
+        with self._cancelled_if_interrupted(), translated(doing):
+            cursor = self.conn.execute(statement, params or None)  # no parameters: a '%' is the statement's own
+            return cursor.fetchall() if cursor.description is not None else []
+
+    @contextlib.contextmanager
+    def transaction(self, doing: str, *, repeatable: bool = False) -> Iterator[None]:
+        """One transaction around the body's `run` calls (the session is otherwise autocommit); ``repeatable``:
+        every statement sees the first one's snapshot. Rolled back on any exception."""
+        begin = b"BEGIN ISOLATION LEVEL REPEATABLE READ" if repeatable else b"BEGIN"
+        with translated(doing):
+            self.conn.execute(begin)
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.execute(b"ROLLBACK")
+            raise
+        with self._cancelled_if_interrupted(), translated(doing):
+            self.conn.execute(b"COMMIT")
 
     def drop_index(self, name: str) -> None:
         """CONCURRENTLY: a live table's readers and writers are not blocked while the broken build goes."""

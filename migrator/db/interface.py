@@ -7,6 +7,7 @@ catalog with scripted errors, tests/run/) drives them exactly as the real driver
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, Self
 
 from psycopg import sql
@@ -45,6 +46,10 @@ class Database(Protocol):
     def query(self, query: sql.Composable | str, params: Sequence[Any], doing: str) -> list[tuple[Any, ...]]: ...
 
     def execute(self, text: str, doing: str) -> None: ...
+
+    def run(self, query: sql.Composable | str, params: Sequence[Any], doing: str) -> list[tuple[Any, ...]]: ...
+
+    def transaction(self, doing: str, *, repeatable: bool = False) -> AbstractContextManager[None]: ...
 
     def drop_index(self, name: str) -> None: ...
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from migrator.core.planner import Plan, Policy, plan
+from migrator.core.planner import Plan, Policy, Situation, facts_needed, plan
+from migrator.core.rewrite import RewriteMode
 from migrator.core.settings import Settings
 from migrator.core.sizes import Sizes
 from migrator.core.state import State
 from migrator.core.vendor import VendorSchema, VendorVersion, statements_needed
-from migrator.db.catalog import read_sizes
+from migrator.db.catalog import read_sizes, read_table_facts
 from migrator.db.driver import DatabaseMissingError, Driver
 from migrator.db.interface import Connect, Database
 from migrator.run.createdb import observe_absent
 from migrator.source.tree import read_statements
 
 NO_TABLES = Sizes({}, {}, {})  # a database still to be created
+UPDATES = (Situation.BEHIND, Situation.PARTIAL)  # the situations whose pending statements may meet a table
 
 
 def plan_absent(state: State, vendor: VendorSchema, target: VendorVersion, policy: Policy) -> Plan:
@@ -27,19 +29,28 @@ def observe_and_plan(
 ) -> tuple[State, Plan]:
     """The state and its plan. Only the statements of the versions the plan needs are read (none for a store at
     its target); reading them means observing again (their seed rows are probed, and the store may have moved).
-    The catalog's sizes are read only when versions are pending and the guard (or the caller, for ``impact``)
-    needs them: reading them takes a lock on every table, and a no-op needs none."""
+    The catalog's sizes are read only when versions are pending and the guard, the online decision (or the
+    caller, for ``impact``) needs them, or an online rewrite is in progress: reading them takes a lock on every
+    table, and a no-op needs none. The online path's facts are read only for tables pending statements rewrite
+    or scan under a write-blocking lock."""
     state = session.observe(vendor)
     while needed := statements_needed(
         vendor, state.version, target, invalid_indexes=bool(state.catalog.invalid_indexes)
     ):
         vendor = read_statements(vendor, needed)
         state = session.observe(vendor)
-    planned = plan(state, vendor, target)  # the guard of ``policy`` judges nothing without pending versions
-    if planned.pending and (impact or policy.max_rewrite_size is not None):
-        sizes = read_sizes(lambda query, params: session.query(query, params, "reading table sizes"))
-        planned = plan(state, vendor, target, policy, sizes)
-    return state, planned
+    if state.online is None:  # the guard and the online decision judge nothing without pending versions
+        planned = plan(state, vendor, target)
+        online = policy.rewrite_mode is not RewriteMode.PLAIN and planned.situation in UPDATES
+        wanted = impact or policy.max_rewrite_size is not None or online
+        if not (planned.pending and wanted):
+            return state, plan(state, vendor, target, policy)
+    sizes = read_sizes(lambda query, params: session.query(query, params, "reading table sizes"))
+    tables = (
+        facts_needed(planned, sizes) if state.online is None and policy.rewrite_mode is not RewriteMode.PLAIN else ()
+    )
+    facts = read_table_facts(lambda query, params: session.query(query, params, "reading table facts"), tables, sizes)
+    return state, plan(state, vendor, target, policy, sizes, facts=facts)
 
 
 def inspect(
@@ -47,7 +58,7 @@ def inspect(
 ) -> tuple[State, Plan]:
     """Observe without the lock and without changing anything (status, plan), with the pending versions' impact.
     With ``--create-database`` a database that does not exist is observed as absent (asked of ``postgres``)."""
-    policy = Policy(settings.max_rewrite_size)
+    policy = Policy.of(settings)
     while True:
         try:
             session = connect(settings, missing_database=settings.create_database)

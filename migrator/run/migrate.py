@@ -14,10 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, assert_never
+from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
 import structlog
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from migrator.core.planner import (
     AbortOnline,
@@ -39,19 +38,23 @@ from migrator.core.planner import (
 from migrator.core.settings import Settings
 from migrator.core.state import State
 from migrator.core.vendor import VendorSchema, VendorVersion
-from migrator.core.verify import verification_problems
 from migrator.core.versions import parse_version
 from migrator.db.driver import DatabaseMissingError, Driver
 from migrator.db.interface import Connect, Database
 from migrator.errors import DDLError, LockWaitError
 from migrator.logs import retry_fields
+from migrator.retry import retried
 from migrator.run.createdb import create_database, maintenance, observe_absent
 from migrator.run.inspect import observe_and_plan, plan_absent
 from migrator.run.lock import HeldLock, advisory_lock
 from migrator.run.stopper import Stopper
 from migrator.run.watcher import Watcher
 from migrator.source.tree import read_statements
-from migrator.tool.runner import ToolWatch, run_tool
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+    from migrator.tool.runner import ToolWatch
 
 log = structlog.get_logger("migrator")
 # Rounds of observe → plan → execute: one normally; a second only if the first plan's tool run left work
@@ -105,13 +108,22 @@ class Shell:
     settings: Settings
     tool: str
     vendor: VendorSchema
-    run_tool: RunTool = run_tool
+    run_tool: RunTool | None = None  # None: `migrator.tool.runner.run_tool`, imported when a plan first runs it
+    connect: Connect = Driver.open  # the online rewrite's own sessions
+
+
+def _runner(shell: Shell) -> RunTool:
+    if shell.run_tool is not None:
+        return shell.run_tool
+    from migrator.tool.runner import run_tool  # noqa: PLC0415 - a run that finds nothing to do starts no tool
+
+    return run_tool
 
 
 def _run_tool(session: Database, shell: Shell, command: list[str], stopper: Stopper | None) -> float:
     """The tool, tagged for this run and watched by the stopper (a lost lock stops it)."""
     assert stopper is not None, "the tool runs only under the lock, where the stopper is"
-    return shell.run_tool(
+    return _runner(shell)(
         shell.settings,
         shell.tool,
         command,
@@ -152,8 +164,20 @@ def _execute(session: Database, shell: Shell, step: Step, report: Report, stoppe
             assert recorded is not None, "the planner only records versions of the vendor tree"
             session.record_version(recorded, old_version)
             log.info("repair.recorded", version=recorded.name, old_version=old_version)
-        case BuildIndexConcurrently() | OnlineRewrite() | AbortOnline():
-            raise DDLError(f"{step.action.value} is not carried out yet")  # issue 17: the online engine
+        case BuildIndexConcurrently(version=version, index=index, text=text):
+            # waits at most --ddl-lock-timeout (for its lock and for older snapshots); an interrupted build
+            # leaves an INVALID index, which the next plan drops first
+            session.run(text, (), f"building index {index} of v{version} concurrently")
+        case OnlineRewrite():
+            assert stopper is not None, "an online rewrite runs only under the lock, where the stopper is"
+            from migrator.run import online  # noqa: PLC0415 - the engine loads only for a plan that rewrites online
+
+            online.rewrite(shell.settings, shell.connect, stopper.application_name, step, stopper.poll)
+        case AbortOnline():
+            assert stopper is not None, "an online rewrite is aborted only under the lock, where the stopper is"
+            from migrator.run import online  # noqa: PLC0415 - see OnlineRewrite
+
+            online.abort(shell.settings, shell.connect, stopper.application_name, step)
         case _:
             assert_never(step)
 
@@ -190,6 +214,8 @@ def _verify(driver: Database, vendor: VendorSchema, target: VendorVersion, repor
     if planned.situation not in (Situation.CURRENT, Situation.AHEAD):
         raise DDLError(f"after the run the database is {planned.situation} at {state.version}, not at {target.name}")
     if planned.situation is Situation.CURRENT:
+        from migrator.core.verify import verification_problems  # noqa: PLC0415 - only after a run that did something
+
         problems = verification_problems(state, vendor, target)
         if problems and not report.steps:
             log.warning("verify.differs", problems=problems)
@@ -218,6 +244,10 @@ class Run:
     last: tuple[State, Plan] | None = None  # as last observed and planned
 
 
+def _aborted(report: Report) -> bool:
+    return any(step["action"] == AbortOnline.action for step in report.steps)
+
+
 def _judged(state: State, planned: Plan, report: Report, *, first: bool) -> bool:
     """Log the state (when ``first`` seen in this database) and the plan; stop where the verdict says (before any
     DDL). False: nothing to do."""
@@ -237,7 +267,7 @@ def _judged(state: State, planned: Plan, report: Report, *, first: bool) -> bool
 
 def _attempt(run: Run, shell: Shell, target: VendorVersion) -> None:
     """Observe, plan, carry out the plan; again until nothing is left (a few rounds at most)."""
-    policy = Policy(shell.settings.max_rewrite_size)
+    policy = Policy.of(shell.settings)
     for _ in range(MAX_ROUNDS):
         state, planned = observe_and_plan(run.driver, shell.vendor, target, policy)
         run.last = state, planned
@@ -247,6 +277,8 @@ def _attempt(run: Run, shell: Shell, target: VendorVersion) -> None:
         run.stopper.start()
         run.watcher.start(planned.pending)
         _run_plan(run.driver, run.lock, shell, planned.steps, run.report, stopper=run.stopper)
+        if _aborted(run.report):  # an abort is the whole run: the store stays at the version it was
+            return
     raise DDLError("the run did not converge; see the plan.made events")
 
 
@@ -261,7 +293,7 @@ def _open(shell: Shell, target: VendorVersion, connect: Connect, report: Report)
             state = observe_absent(settings, connect)
         if state is None:  # created since we tried: connect again
             continue
-        planned = plan_absent(state, shell.vendor, target, Policy(settings.max_rewrite_size))
+        planned = plan_absent(state, shell.vendor, target, Policy.of(settings))
         _judged(state, planned, report, first=True)
         with connect(maintenance(settings)) as session:
             creation = [step for step in planned.steps if isinstance(step, CreateDatabase)]
@@ -303,7 +335,7 @@ def migrate(
     target: VendorVersion,
     *,
     connect: Connect = Driver.open,
-    tool_runner: RunTool = run_tool,
+    tool_runner: RunTool | None = None,
 ) -> Report:
     """Bring the store to ``target``; a second run is a no-op that does not start the tool.
 
@@ -313,7 +345,7 @@ def migrate(
     ``connect`` opens every session of the run and ``tool_runner`` runs the tool (the real ones by default).
     """
     report = Report()
-    shell = Shell(settings, tool, vendor, tool_runner)
+    shell = Shell(settings, tool, vendor, tool_runner, connect)
     started = time.monotonic()
     try:
         with (
@@ -323,18 +355,18 @@ def migrate(
             Watcher(settings, driver.backend_pid, connect=connect) as watcher,
         ):
             run = Run(driver, lock, watcher, report, stopper)
-            retrying = Retrying(
-                retry=retry_if_exception_type(LockWaitError),
-                wait=wait_random_exponential(multiplier=RETRY_FIRST_PAUSE, max=RETRY_MAX_PAUSE),
-                stop=stop_after_delay(settings.ddl_retry_timeout),
-                before_sleep=_log_retry(watcher),
-                reraise=True,
-            )
             try:
-                retrying(_attempt, run, shell, target)
+                retried(
+                    lambda: _attempt(run, shell, target),
+                    on=LockWaitError,
+                    first_pause=RETRY_FIRST_PAUSE,
+                    max_pause=RETRY_MAX_PAUSE,
+                    budget=settings.ddl_retry_timeout,
+                    before_sleep=_log_retry(watcher),
+                )
             except LockWaitError as error:
                 raise _gave_up(error, settings, watcher) from None
-            if report.steps:
+            if report.steps and not _aborted(report):
                 state = _verify(driver, vendor, target, report)
             else:  # nothing done, nothing to verify: the plan found the store at its target
                 assert run.last is not None, "an attempt that returns has observed"

@@ -23,7 +23,6 @@ import structlog
 from psycopg import sql
 
 from migrator.core.settings import Settings
-from migrator.db.activity import cancel_statements, tool_statements
 from migrator.db.catalog import Rows
 from migrator.db.driver import Driver
 from migrator.db.interface import Connect, Database
@@ -94,6 +93,8 @@ class Stopper:
 
     def poll(self) -> None:
         """Between looks at the running tool: stop it if the lock is lost; note the tool's lock waits."""
+        from migrator.db.activity import tool_statements  # noqa: PLC0415 - only once the tool runs (see _cancel)
+
         if not self.driver.holds_lock(self.lock.key):
             raise self._lost()
         # A session seen idle, or gone, keeps what it was last seen doing: a statement that gave up on its lock
@@ -135,6 +136,9 @@ class Stopper:
 
     def _cancel(self, reason: str) -> None:
         """Cancel the run's statements from the first connection that answers (logged; never raises)."""
+        # Imported here, not at the top: a run that finds nothing to do never looks at sessions.
+        from migrator.db.activity import cancel_statements  # noqa: PLC0415
+
         candidates: list[tuple[str, Callable[[], Database | None]]] = [
             ("own", lambda: self._own),
             ("lock session", lambda: self.driver),

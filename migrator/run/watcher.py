@@ -18,20 +18,20 @@ import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from psycopg import sql
 
-from migrator.core.impact import shorten
 from migrator.core.settings import Settings
 from migrator.core.vendor import VendorVersion
-from migrator.db.activity import Blocker, Running, blockers, running
 from migrator.db.catalog import Rows
 from migrator.db.driver import Driver
 from migrator.db.interface import Connect, Database
 from migrator.errors import MigratorError, Terminated
-from migrator.tool.runner import start_shielded
+
+if TYPE_CHECKING:
+    from migrator.db.activity import Blocker, Running
 
 log = structlog.get_logger("migrator.run.watcher")
 POLL_SECONDS = 0.5  # at most; a shorter --progress-interval, or half a shorter --ddl-lock-timeout, polls faster
@@ -45,6 +45,17 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
+def drawn_in_place(settings: Settings) -> bool:
+    """Progress as one line redrawn in place: on a terminal, with console logs."""
+    return settings.log_format == "console" and sys.stderr.isatty()
+
+
+def draw(line: str) -> None:
+    """Redraw the progress line (carriage return, clear to end of line), cut to the terminal's width."""
+    sys.stderr.write("\r\x1b[2K" + line[: shutil.get_terminal_size().columns - 1])
+    sys.stderr.flush()
+
+
 class Watcher:
     """Use as a context manager around the DDL of one run; ``own_pid`` is the lock session's backend pid."""
 
@@ -55,7 +66,7 @@ class Watcher:
         self.interval = settings.progress_interval
         waits = settings.ddl_lock_timeout / 2 if settings.ddl_lock_timeout else POLL_SECONDS  # a wait is seen
         self.poll_seconds = max(MIN_POLL_SECONDS, min(POLL_SECONDS, self.interval, waits))
-        self.in_place = settings.log_format == "console" and sys.stderr.isatty()
+        self.in_place = drawn_in_place(settings)
         self.last_blockers: tuple[Blocker, ...] = ()
         self._statements: list[tuple[str, str, int]] = []
         self._stop = threading.Event()
@@ -84,6 +95,9 @@ class Watcher:
         except MigratorError as error:  # progress is a courtesy; never fail the run for it
             log.warning("ddl.watch_unavailable", error=str(error))
             return
+        # What the thread needs is imported here, not at the top: a run that finds nothing to do never watches.
+        from migrator.tool.runner import start_shielded  # noqa: PLC0415
+
         context = contextvars.copy_context()
         self._thread = threading.Thread(target=context.run, args=(self._loop,), name="ddl-watcher", daemon=True)
         start_shielded(self._thread)
@@ -133,6 +147,8 @@ class Watcher:
         return self._driver.query(query, params, "watching the DDL sessions")
 
     def _observe(self, rows: Rows) -> None:
+        from migrator.db.activity import blockers, running  # noqa: PLC0415 - see start
+
         now = time.monotonic()
         for item in running(rows, self.own_pid):
             found = blockers(rows, item.blocked_by) if item.blocked_by else []
@@ -147,6 +163,8 @@ class Watcher:
                 self._progress(item, found)
 
     def _fields(self, item: Running) -> dict[str, Any]:
+        from migrator.core.impact import shorten  # noqa: PLC0415 - see start
+
         version, number = self.locate(item.query)
         return {
             "version": version,
@@ -191,7 +209,5 @@ class Watcher:
             parts.append(f"wait {fields['wait_event'] or 'none'}")
             if fields["blocked_by"]:
                 parts.append(f"blocked by {fields['blocked_by']}")
-        line = " ".join(parts) + " | " + fields["statement"]
-        sys.stderr.write("\r\x1b[2K" + line[: shutil.get_terminal_size().columns - 1])
-        sys.stderr.flush()
+        draw(" ".join(parts) + " | " + fields["statement"])
         self._drawn = True

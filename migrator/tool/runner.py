@@ -33,7 +33,7 @@ import structlog
 
 from migrator.core.settings import Settings
 from migrator.db.session import session_settings
-from migrator.errors import DDLError, LockWaitError, UsageError
+from migrator.errors import DDLError, LockWaitError
 
 log = structlog.get_logger("migrator.tool.runner")
 GRACE_SECONDS = 10.0
@@ -78,15 +78,6 @@ def parse_line(line: str) -> ToolLine:
 def tool_host(host: str) -> str:
     """The host as the tool takes it (``host:port`` joined by Sprintf): an IPv6 address in brackets."""
     return f"[{host}]" if ":" in host else host
-
-
-def resolve_tool(name: str) -> str:
-    """The tool's absolute path; checked before any DDL so a missing binary changes nothing."""
-    found = shutil.which(name)
-    if found is None:
-        what = "is not executable" if os.path.exists(name) else "was not found"
-        raise UsageError(f"temporal-sql-tool {name!r} {what}; install it or point --tool/TEMPORAL_SQL_TOOL at it")
-    return found
 
 
 class ToolWatch(Protocol):

@@ -368,6 +368,21 @@ def test_online_safety_values_reach_both_stores() -> None:
         assert env_value(container, "MIGRATOR_MAX_REWRITE_SIZE") == "2GB"
 
 
+def test_rewrite_values_reach_both_stores_and_abort_only_when_asked() -> None:
+    defaults = migrate_containers(job("argocd.yaml"))
+    for container in defaults:
+        assert env_value(container, "MIGRATOR_REWRITE_MODE") == "auto"
+        assert env_value(container, "MIGRATOR_MAX_STALL") == "1"
+        assert env_value(container, "MIGRATOR_ONLINE_ALLOW_ALL_TABLES_PUBLICATION") == "false"
+        assert "MIGRATOR_ABORT_ONLINE" not in env_of(container)
+    sets = ("rewriteMode=online", "maxStall=0.5", "onlineAllowAllTablesPublication=true", "abortOnline=true")
+    for container in migrate_containers(job("argocd.yaml", sets=sets)):
+        assert env_value(container, "MIGRATOR_REWRITE_MODE") == "online"
+        assert env_value(container, "MIGRATOR_MAX_STALL") == "0.5"
+        assert env_value(container, "MIGRATOR_ONLINE_ALLOW_ALL_TABLES_PUBLICATION") == "true"
+        assert env_value(container, "MIGRATOR_ABORT_ONLINE") == "true"
+
+
 def test_tls_absolute_paths_without_secret() -> None:
     sets = ("database.tls.enabled=true", "database.tls.caFile=/etc/ssl/certs/ca-certificates.crt")
     manifest = job("defaults.yaml", sets=sets)

@@ -33,6 +33,10 @@ from .chart_helpers import CHART, NAMESPACE, RELEASE, ROOT, render_error, run_he
         ("ddlLockTimeout=-1", "at '/ddlLockTimeout': minimum"),
         ("ddlRetryTimeout=later", "at '/ddlRetryTimeout': got string, want integer"),
         ("maxRewriteSize=2 GiB", "at '/maxRewriteSize'"),
+        ("rewriteMode=fast", "at '/rewriteMode'"),
+        ("maxStall=-1", "at '/maxStall': minimum"),
+        ("maxStall=soon", "at '/maxStall'"),
+        ("abortOnline=yes please", "at '/abortOnline'"),
         # Malformed target versions.
         ("stores.default.targetVersion=1.x", "at '/stores/default/targetVersion'"),
         ("stores.default.targetVersion=v1.18", "at '/stores/default/targetVersion'"),

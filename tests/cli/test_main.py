@@ -14,6 +14,9 @@ import structlog
 
 from migrator import errors, logs
 from migrator.cli import main as cli
+from migrator.cli.options import build_settings
+from migrator.core.planner import Policy
+from migrator.core.rewrite import RewriteMode
 from migrator.core.settings import Settings
 from migrator.errors import ExitStatus
 from migrator.run.migrate import Report, RunFailed
@@ -75,6 +78,14 @@ def failure(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
         (["status", "--ca", "search_path=t&application_name=x"], {}, "names its own"),
         (["status", "--ca", "Application_Name=x"], {}, "names its own"),
         (["status", "--ca", f"password={SECRET}"], {}, "SQL_PASSWORD"),
+        (["plan", "--rewrite-mode", "fast"], {}, "use one of: auto, online, plain"),
+        (["plan"], {"MIGRATOR_REWRITE_MODE": "sometimes"}, "--rewrite-mode/MIGRATOR_REWRITE_MODE"),
+        (["plan", "--max-stall", "-1"], {}, "--max-stall/MIGRATOR_MAX_STALL '-1' is not a number of seconds"),
+        (["plan", "--max-stall", "inf"], {}, "not a number of seconds"),
+        (["plan"], {"MIGRATOR_ONLINE_ALLOW_ALL_TABLES_PUBLICATION": "maybe"}, "not a boolean"),
+        (["migrate"], {"MIGRATOR_ABORT_ONLINE": "perhaps"}, "not a boolean"),
+        (["status", "--abort-online"], {}, "is for migrate (and plan, to show it)"),
+        (["wait"], {"MIGRATOR_ABORT_ONLINE": "true"}, "leave it out of wait"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -258,3 +269,16 @@ def test_version_is_printed_on_stdout(capsys: pytest.CaptureFixture[str]) -> Non
         cli.main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out == f"temporal-migrator {version('temporal-migrator')}\n"
+
+
+def test_the_rewrite_options_reach_the_policy_from_flags_or_environment() -> None:
+    parser = cli.build_parser()
+    defaults = build_settings("migrate", vars(parser.parse_args(["migrate", "-u", "app"])), {})
+    assert Policy.of(defaults) == Policy(None, RewriteMode.AUTO, 1.0, False, False)
+    flags = ["migrate", "-u", "app", "--rewrite-mode", "ONLINE", "--max-stall", "2.5"]
+    flags += ["--online-allow-all-tables-publication", "--abort-online"]
+    given = build_settings("migrate", vars(parser.parse_args(flags)), {})
+    assert Policy.of(given) == Policy(None, RewriteMode.ONLINE, 2.5, True, True)
+    environment = {"MIGRATOR_REWRITE_MODE": "plain", "MIGRATOR_MAX_STALL": "0", "MIGRATOR_ABORT_ONLINE": "true"}
+    from_env = build_settings("plan", vars(parser.parse_args(["plan", "-u", "app"])), environment)
+    assert Policy.of(from_env) == Policy(None, RewriteMode.PLAIN, 0.0, False, True)

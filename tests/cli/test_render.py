@@ -221,3 +221,60 @@ def test_plan_without_a_terminal_prints_json(capsys: pytest.CaptureFixture[str])
 def test_unknown_output_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["status", "--output", "yaml"]) == ExitStatus.USAGE
     assert "--output/MIGRATOR_OUTPUT 'yaml' is not supported; use one of: json, table" in capsys.readouterr().err
+
+
+ONLINE_DECISION = {
+    "table": "executions_visibility",
+    "versions": ["1.13", "1.14"],
+    "path": "online",
+    "bytes": 1600 * 1024**2,
+    "estimated_stall_seconds": 64.0,
+    "extra_disk_bytes": 1600 * 1024**2,
+    "reason": "1.6 GB, a plain rewrite stalls it about 64.0 s (at 25 MB/s) > --max-stall 1 s",
+    "refusals": [],
+}
+
+
+def test_plan_shows_the_online_rewrite_its_reason_and_the_disk_it_holds() -> None:
+    rewrite = {
+        "action": "online-rewrite",
+        "table": "executions_visibility",
+        "versions": ["1.13", "1.14"],
+        "statements": 21,
+        "reason": ONLINE_DECISION["reason"],
+    }
+    build = {"action": "build-index-concurrently", "version": "1.1", "table": "executions_visibility", "index": "by_x"}
+    steps = [build, rewrite, {"action": "record-version", "version": "1.13", "old_version": "1.12"}]
+    table = render_table(status_document(steps=steps, blocked=None, rewrites=[ONLINE_DECISION]))
+    assert "Rewrites:\n  online-rewrite executions_visibility (1.13, 1.14): 1.6 GB, a plain rewrite stalls it" in table
+    assert "holds about 1.6 GB more disk for the whole run" in table
+    lines = table.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("STEP")))
+    assert cells(table, header + 1) == [
+        "1",
+        "build-index-concurrently",
+        "1.1",
+        "builds by_x CONCURRENTLY first (writes go on)",
+    ]
+    assert cells(table, header + 2)[:3] == ["2", "online-rewrite", "1.13, 1.14"]
+    assert "executions_visibility on a shadow table, swapped in (" in lines[header + 2]
+    assert fits(table)
+
+
+def test_status_shows_an_online_rewrite_in_progress_and_how_to_go_on() -> None:
+    online = {"table": "executions_visibility", "versions": ["1.13", "1.14"], "phase": "copy"}
+    document = status_document(state="online-rewrite in progress (copy)", online_rewrite=online)
+    table = render_table(document)
+    assert cells(table, 1)[4:6] == ["online-rewrite in progress (copy)", "1.13, 1.14"]
+    assert "Online rewrite in progress:\n  executions_visibility (1.13, 1.14), phase copy: migrate resumes it" in table
+    abort = render_table({**document, "steps": [{"action": "abort-online", "table": "executions_visibility"}]})
+    assert "undoes the rewrite in progress; executions_visibility unchanged" in abort
+
+
+def test_plain_and_concurrent_decisions_are_listed_without_disk() -> None:
+    plain = {**ONLINE_DECISION, "path": "plain", "extra_disk_bytes": None, "reason": "--rewrite-mode plain"}
+    concurrent = {**plain, "path": "concurrent-index", "versions": ["1.1"], "reason": "built first"}
+    table = render_table(status_document(rewrites=[concurrent, plain]))
+    assert "  build-index-concurrently executions_visibility (1.1): built first" in table
+    assert "  plain executions_visibility (1.13, 1.14): --rewrite-mode plain" in table
+    assert "more disk" not in table

@@ -13,6 +13,7 @@ from migrator.core.statements import (
     Shape,
     body_hash,
     column_shape,
+    concurrent_index,
     describe,
     normal_expression,
     normal_index,
@@ -239,3 +240,24 @@ def test_the_parser_is_loaded_only_when_a_statement_is_described() -> None:
         "migrator.core.statements.describe('SELECT 1'); assert 'pglast' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, cwd=Path(__file__).parents[2])
+
+
+def test_a_plain_create_index_becomes_concurrent_with_the_columns_it_reads() -> None:
+    derived = concurrent_index(
+        "CREATE INDEX by_x ON executions_visibility USING btree (namespace_id, (COALESCE(close_time, "
+        "'9999-12-31 23:59:59')) DESC, run_id) WHERE status <> 1;"
+    )
+    assert derived is not None
+    assert derived.text.startswith("CREATE INDEX CONCURRENTLY IF NOT EXISTS by_x ON executions_visibility")
+    assert derived.columns == ("namespace_id", "run_id", "close_time", "status")
+    assert normal_index(derived.text) == normal_index("CREATE INDEX by_x ON executions_visibility USING btree "
+                                                      "(namespace_id, (COALESCE(close_time, '9999-12-31 23:59:59')) "
+                                                      "DESC, run_id) WHERE status <> 1")  # fmt: skip
+    unique = concurrent_index("CREATE UNIQUE INDEX u ON t USING gin (a jsonb_path_ops)")
+    assert unique is not None
+    assert unique.text == "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS u ON t USING gin (a jsonb_path_ops)"
+
+
+@pytest.mark.parametrize("text", ["CREATE INDEX ON t (a)", "ALTER TABLE t ADD COLUMN a INT", "CREATE INDEX (", ""])
+def test_only_a_named_create_index_is_made_concurrent(text: str) -> None:
+    assert concurrent_index(text) is None

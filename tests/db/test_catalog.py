@@ -7,9 +7,11 @@ from typing import Any
 
 from psycopg import sql
 
+from migrator.core.online import OnlineProgress, Phase, TableFacts
+from migrator.core.sizes import Sizes, TableSize
 from migrator.core.state import ColumnInfo, IndexInfo
 from migrator.core.vendor import VendorSchema
-from migrator.db.catalog import observe
+from migrator.db.catalog import observe, read_table_facts
 
 INDEX = "CREATE INDEX accounts_by_name ON public.accounts USING btree (name)"
 
@@ -68,3 +70,38 @@ def test_an_empty_database_has_no_version(mini_vendor: VendorSchema) -> None:
     assert len(rows.queries) == 1  # the seed row's table is not there: nothing to probe
     assert state.version is None
     assert state.other_databases == ()
+
+
+def test_an_online_rewrite_in_progress_is_read_in_the_same_statement(mini_vendor: VendorSchema) -> None:
+    rows = Rows("1.2")
+    assert observe(rows, "temporal", mini_vendor).online is None  # the key missing or null: none in progress
+    assert "to_regclass('temporal_migrator_online.state')" in rows.queries[0]
+
+    class InProgress(Rows):
+        def __call__(self, query: sql.Composable | str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+            self.queries.append(str(query))
+            return [({**document(self.version), "online": [["accounts", '["1.1", "1.2"]', "swap"]]},)]
+
+    found = InProgress("1.0")
+    state = observe(found, "temporal", mini_vendor)
+    assert len(found.queries) == 1  # no extra round trip
+    assert state.online == OnlineProgress("accounts", ("1.1", "1.2"), Phase.SWAP)
+
+
+def test_table_facts_are_one_query_for_the_tables_asked_and_none_for_none() -> None:
+    asked: list[tuple[str, Sequence[Any]]] = []
+
+    def rows(query: sql.Composable | str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        asked.append((str(query), params))
+        return [
+            ("runs", ["namespace_id", "run_id"], ["view recent_runs"], ["everything"]),
+            ("notes", [], [], ["everything"]),
+        ]
+
+    sizes = Sizes({"runs": TableSize(10, 4096), "notes": TableSize(1, None, "pid 7 (x)")}, {}, {})
+    assert read_table_facts(rows, (), sizes) == {}
+    assert asked == []
+    facts = read_table_facts(rows, {"runs", "notes"}, sizes)
+    assert [params for _, params in asked] == [(["notes", "runs"],)]
+    assert facts["runs"] == TableFacts("runs", 4096, ("namespace_id", "run_id"), ("view recent_runs",), ("everything",))
+    assert facts["notes"] == TableFacts("notes", 0, (), (), ("everything",))

@@ -1,10 +1,10 @@
-"""The README's supported-versions tables say what pins.env pins (the schema versions are checked against each
-release's tree in integration/test_upgrade_paths.py)."""
+"""The supported-versions tables (README.md, CONTRIBUTING.md) say what pins.env pins (the schema versions are
+checked against each release's tree in integration/test_upgrade_paths.py)."""
 
 from __future__ import annotations
 
 from devtools.pins import read_pins
-from devtools.supported import README, supported_majors, supported_releases
+from devtools.supported import README, readme_majors, supported_majors, supported_releases
 
 PINS = read_pins()
 
@@ -30,3 +30,9 @@ def test_majors_are_the_default_and_the_others_with_their_npm_versions() -> None
 def test_the_go_toolchain_in_the_readme_is_the_pinned_one() -> None:
     readme = README.read_text()
     assert f"GOTOOLCHAIN={PINS['GOTOOLCHAIN']}" in readme
+
+
+def test_the_readme_names_the_tested_majors() -> None:
+    majors = readme_majors()
+    assert majors[0] == int(PINS["POSTGRES_MAJOR"])
+    assert sorted(majors[1:]) == sorted(int(m) for m in PINS["POSTGRES_OTHER_MAJORS"].split())

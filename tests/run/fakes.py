@@ -7,13 +7,15 @@ the effect model), so the planner under test reads what a real server would show
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
 from psycopg import sql
 
+from migrator.core.online import OnlineProgress, TableFacts
 from migrator.core.settings import Settings
 from migrator.core.sizes import TableSize
 from migrator.core.state import Access, Catalog, ColumnInfo, IndexInfo, State
@@ -52,6 +54,9 @@ class FakeServer:
     invalid: set[str] = field(default_factory=set)  # indexes left INVALID by an interrupted build
     missing: set[str] = field(default_factory=set)  # tables dropped by hand behind the tool's back
     sizes: dict[str, TableSize] = field(default_factory=dict)
+    # What the online path's preflight reads; a table not named here has a primary key and nothing else.
+    facts: dict[str, TableFacts] = field(default_factory=dict)
+    online: OnlineProgress | None = None  # the state row an interrupted online rewrite left
     access: Access = field(default_factory=Access)
     may_create_databases: bool = True
     postgres_refused: bool = False  # no CONNECT on the maintenance database
@@ -94,7 +99,9 @@ class FakeServer:
         return Catalog(tables=frozenset(tables), columns=work.columns, indexes=indexes, rows=work.rows)
 
     def state(self) -> State:
-        return State(self.database, version=self.recorded, catalog=self.catalog(), access=self.access)
+        return State(
+            self.database, version=self.recorded, catalog=self.catalog(), access=self.access, online=self.online
+        )
 
     # -- Connect ----------------------------------------------------------------------------------------
 
@@ -170,6 +177,10 @@ class FakeSession:
         self.server.happen("query", doing)
         if query == catalog._SIZE_TABLES:
             return [(name, size.rows, size.bytes, None, None) for name, size in self.server.sizes.items()]
+        if query == catalog._TABLE_FACTS:
+            keyed = TableFacts("", 0, ("id",), (), ())
+            found = [self.server.facts.get(name, replace(keyed, table=name)) for name in params[0]]
+            return [(f.table, list(f.primary_key), list(f.dependents), list(f.all_tables_publications)) for f in found]
         if query in (catalog._INDEX_TABLES, catalog._COLUMN_TYPES, activity._BLOCKERS):
             return []
         if query == activity._RUNNING:
@@ -192,6 +203,16 @@ class FakeSession:
         flat = [statement.text for version in expected for statement in version.statements]
         assert text == flat[self.server.applied], f"ran {text!r}, the next statement is {flat[self.server.applied]!r}"
         self.server.applied += 1
+
+    def run(self, query: sql.Composable | str, params: Sequence[Any], doing: str) -> list[tuple[Any, ...]]:
+        """A statement of ours (the online engine's, a concurrent index build): recorded, no rows."""
+        self.server.happen("run", " ".join(query.split()) if isinstance(query, str) else query)
+        return []
+
+    @contextlib.contextmanager
+    def transaction(self, doing: str, *, repeatable: bool = False) -> Iterator[None]:
+        self.server.happen("transaction", doing)
+        yield
 
     def drop_index(self, name: str) -> None:
         self.server.happen("drop_index", name)

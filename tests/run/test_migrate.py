@@ -10,6 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from migrator.cli.options import build_settings
+from migrator.core.online import OnlineProgress, Phase, TableFacts
 from migrator.core.planner import Situation, plan
 from migrator.core.settings import Settings
 from migrator.core.sizes import TableSize
@@ -355,3 +356,62 @@ def test_a_database_created_between_the_two_looks_is_simply_connected_to(mini_ve
     assert server.named("connect")[:3] == ["temporal", MAINTENANCE, "temporal"]
     assert server.named("create_database") == []
     assert [step["action"] for step in report.steps] == ["setup-schema", "update-schema"]
+
+
+# -- online or plain ---------------------------------------------------------------------------------------
+
+
+def test_a_no_op_reads_neither_sizes_nor_table_facts(mini_vendor: VendorSchema) -> None:
+    server = at(mini_vendor, mini_vendor.newest.name)
+    run(server)
+    assert [doing for doing in server.named("query") if doing.startswith("reading")] == []
+
+
+def test_a_small_table_stays_plain_in_auto_after_reading_its_facts(mini_vendor: VendorSchema) -> None:
+    server = at(mini_vendor, "1.1", sizes={"accounts": TableSize(10_000, 5 * MB)})  # v1.2 rebuilds an index
+    with capture_logs() as logs:
+        assert run(server).to_version == mini_vendor.newest.name
+    assert [step["action"] for step in done_steps(logs)] == ["update-schema"]
+    assert server.named("query").count("reading table facts") == 1
+
+
+def test_plain_mode_reads_no_table_facts(mini_vendor: VendorSchema) -> None:
+    server = at(mini_vendor, "1.1", sizes={"accounts": TableSize(10_000, 500 * MB)})
+    assert run(server, rewrite_mode="plain").to_version == mini_vendor.newest.name
+    assert "reading table facts" not in server.named("query")
+    assert "reading table sizes" not in server.named("query")  # nor sizes: no guard, no decision to make
+
+
+def test_an_online_rewrite_refused_by_its_preflight_stops_before_any_ddl(mini_vendor: VendorSchema) -> None:
+    unkeyed = TableFacts("accounts", 0, (), ("view account_names",), ())
+    server = at(mini_vendor, "1.1", sizes={"accounts": TableSize(10, 8192)}, facts={"accounts": unkeyed})
+    error, report = failure(server, rewrite_mode="online")
+    assert isinstance(error, UnsafeStateError)
+    assert "accounts has no primary key" in str(error)
+    assert "view account_names" in str(error)
+    assert (report.steps, server.named("tool"), server.named("execute")) == ([], [], [])
+
+
+@pytest.mark.parametrize(
+    ("phase", "values", "fix"),
+    [
+        (Phase.COPY, {"rewrite_mode": "plain"}, "migrate --abort-online to remove it first"),
+        (Phase.CLEANUP, {"abort_online": True}, "run migrate without --abort-online to finish it"),
+    ],
+)
+def test_a_rewrite_in_progress_refuses_what_cannot_run_beside_it(
+    mini_vendor: VendorSchema, phase: Phase, values: dict[str, Any], fix: str
+) -> None:
+    server = at(mini_vendor, "1.1", online=OnlineProgress("accounts", ("1.2",), phase))
+    error, report = failure(server, **values)
+    assert isinstance(error, UnsafeStateError)
+    assert fix in str(error)
+    assert (report.steps, server.named("tool"), server.named("execute"), server.recorded) == ([], [], [], "1.1")
+
+
+def test_abort_online_with_nothing_in_progress_changes_nothing_and_warns(mini_vendor: VendorSchema) -> None:
+    server = at(mini_vendor, "1.1")
+    with capture_logs() as logs:
+        report = run(server, abort_online=True)
+    assert (report.steps, report.to_version, server.named("tool")) == ([], "1.1", [])
+    assert any("nothing to abort" in event["warning"] for event in events(logs, "plan.warning"))
