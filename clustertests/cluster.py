@@ -150,7 +150,6 @@ def wait_until(what: str, condition: Callable[[], Any], timeout: float = 300, ev
 @contextmanager
 def holding_lock(cluster: Cluster, store: Store, table: str) -> Iterator[None]:
     """A transaction holding ACCESS SHARE on ``table``: DDL on it waits until the block ends."""
-    with cluster.admin(store.database) as conn:
+    with cluster.admin(store.database) as conn, conn.transaction(force_rollback=True):
         conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(table)))
         yield
-        conn.rollback()

@@ -126,32 +126,32 @@ def test_pod_deleted_mid_migration_is_replaced_and_the_next_attempt_converges(
     with cluster.admin(visibility.database) as conn:
         conn.execute(
             "INSERT INTO executions_visibility (namespace_id, run_id, start_time, execution_time, workflow_id,"
-            " workflow_type_name, status, history_length, task_queue) SELECT 'ns', 'run-' || i, now(), now(),"
-            " 'wf-' || i, 'type', 1, 0, 'q' FROM generate_series(1, 1000) AS i"
+            " workflow_type_name, status, encoding, history_length, task_queue) SELECT 'ns', 'run-' || i, now(),"
+            " now(), 'wf-' || i, 'type', 1, 'Proto3', 0, 'q' FROM generate_series(1, 1000) AS i"
         )
 
     values["stores"]["visibility"]["targetVersion"] = ""
     values_file = tmp_path / "values-upgrade.json"
     values_file.write_text(json.dumps(values))
-    upgrade = subprocess.Popen(
-        [
-            cluster.env["HELM"],
-            "upgrade",
-            "rel",
-            str(CHART),
-            "-n",
-            namespace,
-            "-f",
-            str(values_file),
-            "--timeout",
-            "10m",
-        ],
-        env={**os.environ, "KUBECONFIG": cluster.env["KUBECONFIG"]},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     with holding_lock(cluster, visibility, "executions_visibility"):
+        upgrade = subprocess.Popen(
+            [
+                cluster.env["HELM"],
+                "upgrade",
+                "rel",
+                str(CHART),
+                "-n",
+                namespace,
+                "-f",
+                str(values_file),
+                "--timeout",
+                "10m",
+            ],
+            env={**os.environ, "KUBECONFIG": cluster.env["KUBECONFIG"]},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
         def waiting_on_the_lock() -> bool:
             with cluster.admin(visibility.database) as conn:

@@ -20,13 +20,15 @@ ETCD_BIN="$GO_CACHE_ROOT/etcd-$ETCD_VERSION/bin"
 CONTAINERD_BIN="$GO_CACHE_ROOT/containerd-$CONTAINERD_VERSION/bin"
 KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 CONTAINERD_COMMANDS=(containerd ctr containerd-shim-runc-v2)
-GITOPS_BIN="$GO_CACHE_ROOT/gitops-engine-$GITOPS_ENGINE_VERSION/bin"
+ARGOSYNC_SRC="$golib_root/clustertests/argosync"
+ARGOSYNC_BIN="$GO_CACHE_ROOT/argosync-$GITOPS_ENGINE_VERSION-$(sha256sum "$ARGOSYNC_SRC/main.go" | cut -c1-12)/bin"
 
 _say() { echo "kube-build: $*" >&2; }
 
 # _wrapper_build DEST_DIR MODULE@VERSION REPLACES LDFLAGS PACKAGES...: in a fresh module that requires MODULE at
-# VERSION with the replace lines REPLACES, `go build` PACKAGES into a private directory, then move the binaries
-# to DEST_DIR (an interrupted build leaves nothing behind).
+# VERSION with the replace lines REPLACES (and holds the file $WRAPPER_MAIN if set, package `.`), `go build`
+# PACKAGES into a private directory, then move the binaries to DEST_DIR (an interrupted build leaves nothing
+# behind).
 _wrapper_build() {
     local dest="$1" module="${2%@*}" version="${2#*@}" replaces="$3" ldflags="$4" work
     shift 4
@@ -34,6 +36,7 @@ _wrapper_build() {
     # shellcheck disable=SC2064  # expand now: $work is local
     trap "rm -rf '$work'" RETURN
     printf 'module wrapper\n\ngo 1.26\n\nrequire %s %s\n\n%s\n' "$module" "$version" "$replaces" >"$work/go.mod"
+    [[ -z "${WRAPPER_MAIN:-}" ]] || cp "$WRAPPER_MAIN" "$work/"
     (cd "$work" && mkdir out && GOFLAGS=-mod=mod go build -ldflags "$ldflags" -o out/ "$@" >&2) || return 1
     mkdir -p "$dest"
     mv "$work"/out/* "$dest/"
@@ -92,26 +95,27 @@ build_containerd() {
         "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" "${pkgs[@]}"
 }
 
-# ArgoCD's sync engine (gitops-engine) through its own example agent, which syncs a directory of a git
-# repository with the engine's hooks, waves and delete policies. Built against KUBE_VERSION's modules, as the
-# cluster, so a cached cluster build leaves it little to compile.
-build_gitops() {
-    _have_all "$GITOPS_BIN" gitops && return 0
+# ArgoCD's sync engine (gitops-engine) driven as the application controller drives it: clustertests/argosync, a
+# small main over the engine's sync package (the engine's example agent never sees a hook Job finish). Built
+# against KUBE_VERSION's modules, as the cluster, so a cached cluster build leaves it little to compile; cached
+# under the hash of its source.
+build_argosync() {
+    _have_all "$ARGOSYNC_BIN" argosync && return 0
     local replaces
     replaces="$(_staging_replaces)
 require k8s.io/kubernetes $KUBE_VERSION"
-    _say "building gitops-engine $GITOPS_ENGINE_VERSION's agent"
-    _wrapper_build "$GITOPS_BIN.tmp" "github.com/argoproj/argo-cd/gitops-engine/v3@$GITOPS_ENGINE_VERSION" \
-        "$replaces" "-s -w" github.com/argoproj/argo-cd/gitops-engine/v3/agent
-    mv "$GITOPS_BIN.tmp/agent" "$GITOPS_BIN.tmp/gitops"
-    mv "$GITOPS_BIN.tmp" "$GITOPS_BIN"
+    _say "building argosync on gitops-engine $GITOPS_ENGINE_VERSION"
+    WRAPPER_MAIN="$ARGOSYNC_SRC/main.go" _wrapper_build "$ARGOSYNC_BIN.tmp" \
+        "github.com/argoproj/argo-cd/gitops-engine/v3@$GITOPS_ENGINE_VERSION" "$replaces" "-s -w" .
+    mv "$ARGOSYNC_BIN.tmp/wrapper" "$ARGOSYNC_BIN.tmp/argosync"
+    mv "$ARGOSYNC_BIN.tmp" "$ARGOSYNC_BIN"
 }
 
 kube_build() {
     build_kube
     build_etcd
     build_containerd
-    build_gitops
+    build_argosync
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

@@ -82,7 +82,7 @@ init_pid() {
 build() {
     setup_go
     kube_build
-    log "binaries: $(du -sch "$KUBE_BIN" "$ETCD_BIN" "$CONTAINERD_BIN" "$GITOPS_BIN" | tail -n 1 | cut -f1)"
+    log "binaries: $(du -sch "$KUBE_BIN" "$ETCD_BIN" "$CONTAINERD_BIN" "$ARGOSYNC_BIN" | tail -n 1 | cut -f1)"
 }
 
 namespaces() {
@@ -322,7 +322,7 @@ HELM=$helm
 KUBE_NODE_IP=$KUBE_NODE_IP
 KUBE_IMAGE=$MIGRATOR_IMAGE
 KUBE_IMAGE_ID=$(podman image inspect --format '{{.Id}}' "$MIGRATOR_IMAGE")
-GITOPS=$GITOPS_BIN/gitops
+ARGOSYNC=$ARGOSYNC_BIN/argosync
 TEMPORAL_SCHEMA_DIR=$TEMPORAL_SCHEMA_DIR
 EOF
     cat "$S/env"
