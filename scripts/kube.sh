@@ -91,6 +91,9 @@ namespaces() {
     command -v runc >/dev/null && [[ -x /usr/lib/cni/bridge ]] ||
         die "needs Debian's runc and containernetworking-plugins: apt-get install -y runc containernetworking-plugins"
     mkdir -p "$S/log" "$S/pki" "$S/cni/net.d"
+    # `ip netns add` makes /run/netns a mount point (a bind of itself) the first time: `down` undoes that too.
+    [[ -d /run/netns ]] || touch "$S/netns-dir.ours"
+    mountpoint -q /run/netns || touch "$S/netns-mount.ours"
     ip netns add "$KUBE_NETNS"
     ip -n "$KUBE_NETNS" link set lo up
     # A veth pair with both ends inside: this kernel has no `dummy` module.
@@ -363,6 +366,10 @@ teardown() {
         find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || find "$cg" -depth -type d -exec rmdir {} \;
     done
     ip netns del "$KUBE_NETNS" 2>/dev/null || true
+    if [[ -e "$S/netns-mount.ours" ]] && [[ -z "$(ls -A /run/netns)" ]] && mountpoint -q /run/netns; then
+        umount /run/netns
+    fi
+    [[ ! -e "$S/netns-dir.ours" ]] || rmdir /run/netns 2>/dev/null || true
     rm -rf "$S"
 }
 
@@ -376,6 +383,7 @@ leftovers() {
     done
     grep -q "$S\|$KUBE_NETNS" /proc/mounts && found+=("mounts: $(grep -c "$S\|$KUBE_NETNS" /proc/mounts)")
     [[ -e "/run/netns/$KUBE_NETNS" ]] && found+=("netns $KUBE_NETNS")
+    [[ -n "$NETNS_MOUNT_OURS" ]] && mountpoint -q /run/netns && found+=("the /run/netns mount 'up' made")
     compgen -G "/sys/fs/cgroup/*/$KUBE_CGROUP" >/dev/null && found+=("cgroups $(echo /sys/fs/cgroup/*/"$KUBE_CGROUP")")
     pgrep -f "$S" >/dev/null && found+=("processes naming $S: $(pgrep -f "$S" | tr '\n' ' ')")
     [[ -e "$S" ]] && found+=("$S")
@@ -384,6 +392,8 @@ leftovers() {
 }
 
 down() {
+    NETNS_MOUNT_OURS=""
+    [[ -e "$S/netns-mount.ours" ]] && NETNS_MOUNT_OURS=1
     NETNS_INODE=""
     [[ -e "/run/netns/$KUBE_NETNS" ]] && NETNS_INODE="net:[$(stat -L -c %i "/run/netns/$KUBE_NETNS")]"
     stage "stop and remove the cluster" teardown
