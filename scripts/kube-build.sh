@@ -3,13 +3,14 @@
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/temporal-migrator/kube-$KUBE_VERSION/bin/        kube-apiserver, kubelet, ...
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/temporal-migrator/etcd-$ETCD_VERSION/bin/etcd
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/temporal-migrator/containerd-$CONTAINERD_VERSION/bin/  containerd, ctr, shim
+#   ${XDG_CACHE_HOME:-$HOME/.cache}/temporal-migrator/argosync-$GITOPS_ENGINE_VERSION-<source hash>/bin/argosync
 #   bash scripts/kube-build.sh      (sourced by scripts/kube.sh, which calls kube_build)
 # Idempotent: a directory whose binaries are all there is reused. k8s.io/kubernetes cannot be built with
 # `go install pkg@version`: its go.mod replaces its staging modules (k8s.io/api, k8s.io/client-go, ...) with
 # directories of its own repository. A wrapper module requires it and replaces each of them with its published
 # release instead (v0.<minor>.<patch> for v1.<minor>.<patch>); etcd's server module does the same with its
 # api/client/pkg modules. The wrappers are generated from the pins, in a temporary directory: nothing to keep in
-# sync by hand. A cold build takes most of an hour on 2 busy cores (kube-apiserver alone half of it).
+# sync by hand. A cold build takes 16 to 45 minutes on 2 shared cores (the Kubernetes binaries nearly all of it).
 set -euo pipefail
 
 # shellcheck source=golib.sh
