@@ -111,6 +111,16 @@ def test_wrong_password_fails_the_job_at_once_with_the_summary(
     assert cluster.schema_version(stores["default"]) is None
 
 
+def waiting_on_a_lock(cluster: Cluster, store: Store) -> bool:
+    """A session of ``store``'s database waits for a lock (the migrator's DDL behind a held lock)."""
+    with cluster.admin(store.database) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+            (store.database,),
+        ).fetchone()
+    return bool(row and row[0])
+
+
 def test_pod_deleted_mid_migration_is_replaced_and_the_next_attempt_converges(
     cluster: Cluster, namespace: str, stores: dict[str, Store], tmp_path: Path
 ) -> None:
@@ -153,26 +163,33 @@ def test_pod_deleted_mid_migration_is_replaced_and_the_next_attempt_converges(
             text=True,
         )
 
-        def waiting_on_the_lock() -> bool:
-            with cluster.admin(visibility.database) as conn:
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
-                    (visibility.database,),
-                ).fetchone()
-            return bool(row and row[0])
-
-        wait_until("the migrator's DDL waiting on the held lock", waiting_on_the_lock, timeout=240)
-        [victim] = job_pods(cluster, namespace)
-        cluster.kubectl("delete", "pod", "-n", namespace, victim["metadata"]["name"], "--wait=false")
-        wait_until(
-            "a replacement pod",
-            lambda: [p for p in job_pods(cluster, namespace) if p["metadata"]["uid"] != victim["metadata"]["uid"]],
-            timeout=120,
-        )
+        try:
+            wait_until(
+                "the migrator's DDL waiting on the held lock",
+                lambda: waiting_on_a_lock(cluster, visibility),
+                timeout=240,
+            )
+            [victim] = job_pods(cluster, namespace)
+            cluster.kubectl("delete", "pod", "-n", namespace, victim["metadata"]["name"], "--wait=false")
+            wait_until(
+                "a replacement pod",
+                lambda: [p for p in job_pods(cluster, namespace) if p["metadata"]["uid"] != victim["metadata"]["uid"]],
+                timeout=120,
+            )
+        except BaseException:
+            upgrade.kill()
+            raise
     output, _ = upgrade.communicate(timeout=600)
     assert upgrade.returncode == 0, output
     job = cluster.get("job", JOB, "-n", namespace)
     assert job["status"].get("succeeded") == 1, job["status"]
+    # The replacement did the migration the deleted pod had started.
+    [replacement] = job_pods(cluster, namespace)
+    assert replacement["metadata"]["uid"] != victim["metadata"]["uid"]
+    [visibility_status] = replacement["status"]["containerStatuses"]
+    summary = summary_of(visibility_status)
+    assert summary["result"] == "ok", summary
+    assert summary["steps"], summary
     assert cluster.schema_version(visibility) == cluster.newest_version("visibility")
     with cluster.admin(visibility.database) as conn:
         assert conn.execute("SELECT count(*) FROM executions_visibility").fetchone() == (1000,)
