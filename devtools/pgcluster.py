@@ -8,8 +8,9 @@ command line::
     python -m devtools.pgcluster create-app-db --dir DIR --role temporal --database temporal
     python -m devtools.pgcluster stop --dir DIR     # stops the server and removes DIR
 
-The cluster listens on 127.0.0.1 only, on a free port, with ``scram-sha-256`` password authentication and
-durability switched off (it is thrown away). PostgreSQL refuses to run as root, so when we are root
+The cluster listens on 127.0.0.1 only (``start --listen ADDR --allow CIDR`` adds an address, and the clients
+of CIDR: for the pods of ``scripts/kube.sh``'s cluster), on a free port, with ``scram-sha-256`` password
+authentication and durability switched off (it is thrown away). PostgreSQL refuses to run as root, so when we are root
 ``initdb`` and ``pg_ctl`` run as the ``postgres`` system user, in a temporary directory that user owns.
 """
 
@@ -46,7 +47,7 @@ MAX_CONNECTIONS = 200
 
 # Settings appended to postgresql.conf. Durability is off: the cluster is thrown away after the run.
 _SETTINGS = """
-listen_addresses = '127.0.0.1'
+listen_addresses = '{listen}'
 port = {port}
 unix_socket_directories = '{socket_dir}'
 max_connections = {max_connections}
@@ -151,6 +152,9 @@ class LocalCluster:
     admin_user: str
     admin_password: str
     host: str = "127.0.0.1"
+    # Extra address to listen on, and the clients (CIDR) allowed to log in through it.
+    listen: str = ""
+    allow: str = ""
 
     @property
     def data_dir(self) -> Path:
@@ -163,7 +167,9 @@ class LocalCluster:
     # -- lifecycle -------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, *, min_major: int = MIN_MAJOR, base: Path | None = None) -> LocalCluster:
+    def create(
+        cls, *, min_major: int = MIN_MAJOR, base: Path | None = None, listen: str = "", allow: str = ""
+    ) -> LocalCluster:
         """initdb + start. Raises ClusterError (with the server log) when anything fails."""
         found = find_server_bin(min_major)
         if found is None:
@@ -187,6 +193,8 @@ class LocalCluster:
             port=0,
             admin_user=ADMIN_USER,
             admin_password=secrets.token_urlsafe(18),
+            listen=listen,
+            allow=allow,
         )
         try:
             cluster._initdb()
@@ -224,6 +232,9 @@ class LocalCluster:
             )
         finally:
             pwfile.unlink(missing_ok=True)
+        if self.allow:
+            with (self.data_dir / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.allow} scram-sha-256\n")
 
     def _start(self, attempts: int = 5) -> None:
         conf = self.data_dir / "postgresql.conf"
@@ -231,7 +242,13 @@ class LocalCluster:
         for attempt in range(1, attempts + 1):
             self.port = free_port()
             conf.write_text(
-                original + _SETTINGS.format(port=self.port, socket_dir=self.base, max_connections=MAX_CONNECTIONS)
+                original
+                + _SETTINGS.format(
+                    listen=",".join(filter(None, ["127.0.0.1", self.listen])),
+                    port=self.port,
+                    socket_dir=self.base,
+                    max_connections=MAX_CONNECTIONS,
+                )
             )
             self.log_file.unlink(missing_ok=True)
             try:
@@ -377,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = sub.add_parser("start", help="create and start a cluster; print shell KEY=VALUE lines")
     start.add_argument("--dir", type=Path, help="directory to create for it (default: a new temp dir)")
     start.add_argument("--min-major", type=int, default=MIN_MAJOR)
+    start.add_argument("--listen", default="", help="an address to listen on besides 127.0.0.1")
+    start.add_argument("--allow", default="", help="CIDR of the clients allowed to log in through --listen")
     stop = sub.add_parser("stop", help="stop the cluster and remove its directory")
     stop.add_argument("--dir", type=Path, required=True)
     app = sub.add_parser("create-app-db", help="role owning a new database (CloudNativePG style); prints password")
@@ -387,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "start":
-            cluster = LocalCluster.create(min_major=args.min_major, base=args.dir)
+            cluster = LocalCluster.create(min_major=args.min_major, base=args.dir, listen=args.listen, allow=args.allow)
             values = {
                 "PGCLUSTER_DIR": str(cluster.base),
                 "PGCLUSTER_HOST": cluster.host,
