@@ -70,6 +70,15 @@ SWAP_ATTEMPTS = 10  # per engine run; then LockWaitError hands the wait to the m
 SWAP_PAUSE = 0.5  # at most, between attempts (jittered)
 POSTPONE_SECONDS = 60.0  # waiting for long holders to go; then LockWaitError (the migrate loop backs off)
 OLD_HOLDER_SECONDS = 1.0  # a session holding a lock on the table this long would make an attempt time out
+# The locks that conflict with the capture triggers' SHARE ROW EXCLUSIVE (a reader's ACCESS SHARE does not).
+WRITE_BLOCKERS = (
+    "RowExclusiveLock",
+    "ShareUpdateExclusiveLock",
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+)
 
 
 @dataclass
@@ -140,8 +149,7 @@ class Engine:
             "looking for the capture triggers",
         )
         if present[0][0] < 2:
-            with self.session.transaction(f"creating the capture triggers on {self.shape.name}"):
-                self.run_all(trigger_statements(self.shape), f"creating the capture triggers on {self.shape.name}")
+            self.attempts(self.progress(), Phase.CAPTURE, "capture triggers", self.triggers, WRITE_BLOCKERS)
         doing = f"building the shadow of {self.shape.name}"
         with self.session.transaction(doing):
             self.run_all(shadow_statements(self.shape), doing)
@@ -236,45 +244,82 @@ class Engine:
         self.converge(self.progress(), Phase.CATCHUP)
         self.session.run(set_phase(Phase.SWAP), (), "starting the swap")
 
-    def old_holders(self) -> list[int]:
-        """Sessions an attempt now would only time out behind: those holding a lock on the live table for a
-        while, and autovacuum on it (PostgreSQL cancels it for a lock waiter only after deadlock_timeout, longer
-        than the swap waits)."""
+    def old_holders(self, modes: tuple[str, ...] | None = None) -> list[int]:
+        """Sessions an attempt now would only time out behind: those holding a lock (in ``modes``; any if None) on
+        the live table for a while, and autovacuum on it (PostgreSQL cancels it for a lock waiter only after
+        deadlock_timeout, longer than an attempt waits)."""
         found = self.session.run(
             "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.relation = %s::regclass AND l.pid <> pg_backend_pid() AND l.granted "
+            "AND (%s::text[] IS NULL OR l.mode = ANY(%s::text[])) "
             "AND (a.xact_start < now() - make_interval(secs => %s) OR a.backend_type = 'autovacuum worker')",
-            (self.shape.live, OLD_HOLDER_SECONDS),
+            (self.shape.live, None if modes is None else list(modes), None if modes is None else list(modes),
+             OLD_HOLDER_SECONDS),
             "looking for long lock holders on the table",
-        )
+        )  # fmt: skip
         return [pid for (pid,) in found]
 
-    def swap(self) -> None:
+    def attempts(
+        self,
+        progress: Progress,
+        phase: Phase,
+        what: str,
+        once: Callable[[int, float], bool],
+        modes: tuple[str, ...] | None = None,
+    ) -> None:
+        """Attempts of a transaction whose lock on the live table makes the table's queries queue while it waits:
+        each waits at most half of --max-stall (`once` returns False when its wait gave up), and none starts while
+        autovacuum or a long holder of a lock in ``modes`` (any, if None) holds the table. Then LockWaitError hands
+        the wait to the migrate loop's backoff."""
         timeout = swap_lock_timeout(self.settings.ddl_lock_timeout, self.settings.max_stall)
-        progress = self.progress()
         attempt, postponed = 0, 0.0
         while attempt < SWAP_ATTEMPTS:
             self.check()
-            holders = self.old_holders()
+            holders = self.old_holders(modes)
             if holders:
                 if postponed > POSTPONE_SECONDS:
                     raise LockWaitError(
-                        f"the swap of {self.shape.name} was postponed {POSTPONE_SECONDS:g}s for sessions holding the "
-                        f"table (pids {', '.join(map(str, holders))})"
+                        f"the {what} of {self.shape.name} was postponed {POSTPONE_SECONDS:g}s for sessions holding "
+                        f"the table (pids {', '.join(map(str, holders))})"
                     )
-                progress.report(Phase.SWAP, outcome="postponed", holders=holders)
+                progress.report(phase, outcome="postponed", holders=holders)
                 time.sleep(SWAP_PAUSE)
                 postponed += SWAP_PAUSE
                 continue
             attempt += 1
-            self.converge(progress, Phase.SWAP)  # right before the attempt: little is left for the lock
-            if self.attempt(attempt, timeout):
+            if once(attempt, timeout):
                 return
             time.sleep(random.uniform(0, SWAP_PAUSE))
         raise LockWaitError(
-            f"the swap of {self.shape.name} did not get its lock in {SWAP_ATTEMPTS} attempts of {timeout:g}s "
+            f"the {what} of {self.shape.name} did not get its lock in {SWAP_ATTEMPTS} attempts of {timeout:g}s "
             "(other sessions hold the table)"
         )
+
+    def triggers(self, attempt: int, timeout: float) -> bool:
+        """One attempt at the capture triggers; False: their lock wait gave up."""
+        doing = f"creating the capture triggers on {self.shape.name}"
+        try:
+            with self.session.transaction(doing):
+                self.bound_lock_wait(doing, timeout)
+                self.run_all(trigger_statements(self.shape), doing)
+        except LockWaitError:
+            log.info("ddl.progress", online=Phase.CAPTURE.value, table=self.shape.name, attempt=attempt,
+                     outcome="lock wait given up")  # fmt: skip
+            return False
+        return True
+
+    def swap(self) -> None:
+        progress = self.progress()
+
+        def once(attempt: int, timeout: float) -> bool:
+            self.converge(progress, Phase.SWAP)  # right before the attempt: little is left for the lock
+            return self.attempt(attempt, timeout)
+
+        self.attempts(progress, Phase.SWAP, "swap", once)
+
+    def bound_lock_wait(self, doing: str, timeout: float) -> None:
+        """For the rest of the transaction, a lock wait gives up after ``timeout`` seconds."""
+        self.session.run("SELECT set_config('lock_timeout', %s, true)", (f"{round(timeout * 1000)}ms",), doing)
 
     def attempt(self, attempt: int, timeout: float) -> bool:
         """One swap transaction: the shadow locked first (waiting there for its autovacuum stalls nobody), then
@@ -285,7 +330,7 @@ class Engine:
         try:
             with self.session.transaction(doing):
                 self.session.run(shadow, (), doing)
-                self.session.run("SELECT set_config('lock_timeout', %s, true)", (f"{round(timeout * 1000)}ms",), doing)
+                self.bound_lock_wait(doing, timeout)
                 started = time.monotonic()
                 self.session.run(live, (), doing)
                 locked = time.monotonic()

@@ -4,20 +4,25 @@ stopper's lock check. The engine itself runs against PostgreSQL in integration/t
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 import pytest
 import structlog.testing
 
 from migrator.core.online import Phase
 from migrator.core.planner import AbortOnline, BuildIndexConcurrently, OnlineRewrite, Step
+from migrator.core.shadow import trigger_statements
 from migrator.core.vendor import VendorSchema
+from migrator.db.interface import Database
 from migrator.errors import UnsafeStateError
 from migrator.run import migrate as migrate_module
 from migrator.run import online
 from migrator.run.lock import HeldLock
 from migrator.run.migrate import Report, Shell
 from migrator.run.stopper import Stopper
+from tests.core.test_shadow import SHAPE
 from tests.run.fakes import FakeServer, FakeTool
 from tests.run.test_migrate import settings
 
@@ -101,3 +106,40 @@ def test_the_vendor_statements_are_sorted_for_the_shadow_and_refused_before_any_
     refused = OnlineRewrite("visits", ("1.13",), ("UPDATE visits SET x = 1",), "test")
     with pytest.raises(UnsafeStateError, match=r"cannot apply to a shadow.*changed nothing"):
         online.ShadowWork.of(refused)
+
+
+class Recorder:
+    """A session that records the engine's statements with the transactions around them: no capture trigger yet,
+    no session holding the table, every lock granted."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def run(self, query: object, params: Sequence[Any], doing: str) -> list[tuple[Any, ...]]:
+        text = query if isinstance(query, str) else repr(query)
+        self.log.append(" ".join([text, *map(str, params)]))
+        return [] if "FROM pg_locks" in text else [(0,)]
+
+    @contextlib.contextmanager
+    def transaction(self, doing: str, *, repeatable: bool = False) -> Iterator[None]:
+        self.log.append("BEGIN")
+        yield
+        self.log.append("COMMIT")
+
+
+def test_the_capture_triggers_wait_for_their_lock_no_longer_than_the_swap() -> None:
+    """Their lock blocks the table's writes while it waits: looked for first, autovacuum and long writers (not
+    readers) postpone the attempt, and the wait is half of --max-stall (1 s), not --ddl-lock-timeout (5 s)."""
+    session = Recorder()
+    step = OnlineRewrite("visits", ("1.13",), (), "estimate 40 s")
+    engine = online.Engine(
+        cast(Database, session), settings(), "temporal", SHAPE, step, lambda: None, online.ShadowWork((), ())
+    )
+    engine.capture()
+    triggers = session.log.index("BEGIN")
+    holders = session.log[triggers - 1]
+    assert "FROM pg_locks" in holders
+    assert "RowExclusiveLock" in holders
+    assert "AccessShareLock" not in holders
+    assert session.log[triggers + 1] == "SELECT set_config('lock_timeout', %s, true) 500ms"
+    assert session.log[triggers + 2 : session.log.index("COMMIT")] == list(trigger_statements(SHAPE))
