@@ -70,7 +70,8 @@ SWAP_ATTEMPTS = 10  # per engine run; then LockWaitError hands the wait to the m
 SWAP_PAUSE = 0.5  # at most, between attempts (jittered)
 POSTPONE_SECONDS = 60.0  # waiting for long holders to go; then LockWaitError (the migrate loop backs off)
 OLD_HOLDER_SECONDS = 1.0  # a session holding a lock on the table this long would make an attempt time out
-# The locks that conflict with the capture triggers' SHARE ROW EXCLUSIVE (a reader's ACCESS SHARE does not).
+# The locks that conflict with the capture triggers' SHARE ROW EXCLUSIVE (a reader's ACCESS SHARE does not), and
+# those that conflict with the swap's ACCESS EXCLUSIVE: every mode.
 WRITE_BLOCKERS = (
     "RowExclusiveLock",
     "ShareUpdateExclusiveLock",
@@ -79,6 +80,7 @@ WRITE_BLOCKERS = (
     "ExclusiveLock",
     "AccessExclusiveLock",
 )
+EVERY_LOCK = ("AccessShareLock", "RowShareLock", *WRITE_BLOCKERS)
 
 
 @dataclass
@@ -244,17 +246,16 @@ class Engine:
         self.converge(self.progress(), Phase.CATCHUP)
         self.session.run(set_phase(Phase.SWAP), (), "starting the swap")
 
-    def old_holders(self, modes: tuple[str, ...] | None = None) -> list[int]:
-        """Sessions an attempt now would only time out behind: those holding a lock (in ``modes``; any if None) on
+    def old_holders(self, modes: tuple[str, ...]) -> list[int]:
+        """Sessions an attempt now would only time out behind: those holding a lock (in ``modes``) on
         the live table for a while, and autovacuum on it (PostgreSQL cancels it for a lock waiter only after
         deadlock_timeout, longer than an attempt waits)."""
         found = self.session.run(
             "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.relation = %s::regclass AND l.pid <> pg_backend_pid() AND l.granted "
-            "AND (%s::text[] IS NULL OR l.mode = ANY(%s::text[])) "
+            "AND l.mode = ANY(%s::text[]) "
             "AND (a.xact_start < now() - make_interval(secs => %s) OR a.backend_type = 'autovacuum worker')",
-            (self.shape.live, None if modes is None else list(modes), None if modes is None else list(modes),
-             OLD_HOLDER_SECONDS),
+            (self.shape.live, list(modes), OLD_HOLDER_SECONDS),
             "looking for long lock holders on the table",
         )  # fmt: skip
         return [pid for (pid,) in found]
@@ -265,11 +266,11 @@ class Engine:
         phase: Phase,
         what: str,
         once: Callable[[int, float], bool],
-        modes: tuple[str, ...] | None = None,
+        modes: tuple[str, ...],
     ) -> None:
         """Attempts of a transaction whose lock on the live table makes the table's queries queue while it waits:
         each waits at most half of --max-stall (`once` returns False when its wait gave up), and none starts while
-        autovacuum or a long holder of a lock in ``modes`` (any, if None) holds the table. Then LockWaitError hands
+        autovacuum or a long holder of a lock in ``modes`` holds the table. Then LockWaitError hands
         the wait to the migrate loop's backoff."""
         timeout = swap_lock_timeout(self.settings.ddl_lock_timeout, self.settings.max_stall)
         attempt, postponed = 0, 0.0
@@ -315,7 +316,7 @@ class Engine:
             self.converge(progress, Phase.SWAP)  # right before the attempt: little is left for the lock
             return self.attempt(attempt, timeout)
 
-        self.attempts(progress, Phase.SWAP, "swap", once)
+        self.attempts(progress, Phase.SWAP, "swap", once, EVERY_LOCK)
 
     def bound_lock_wait(self, doing: str, timeout: float) -> None:
         """For the rest of the transaction, a lock wait gives up after ``timeout`` seconds."""
