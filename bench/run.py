@@ -28,8 +28,13 @@ from devtools.pgcluster import LocalCluster, create_database, drop_database, ens
 from devtools.pins import resolve_schema_dir, resolve_tool
 
 STORES = ("temporal", "visibility")
-# What runs the migrator and the floor: scripts/bench.sh's copy of the image's environment, else this one.
+# What runs the migrator and the floor: scripts/bench.sh's copy of the image's environment, else this one. The
+# migrator runs as the image's entrypoint does: the installed console script, its modules compiled at install.
 PYTHON = os.environ.get("BENCH_PYTHON") or sys.executable
+MIGRATOR = str(Path(PYTHON).with_name("temporal-migrator"))
+# Children start here, not in the repository: `python -c` puts its working directory first on sys.path, and the
+# repository's uncompiled `migrator/` would be imported instead of the installed one.
+NEUTRAL_DIR = "/"
 GOALS = {
     "noop_floor_ratio": 1.2,
     "noop_ratio": 1.0,
@@ -93,7 +98,7 @@ class Bench:
         }
 
     def spawn(self, argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return subprocess.Popen(argv, env=env, cwd=NEUTRAL_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def reap(self, process: subprocess.Popen[bytes], what: str) -> int:
         """wait4 the child: its own peak RSS (its CPU time is added to ``cpu_seconds``), exit status checked."""
@@ -115,11 +120,11 @@ class Bench:
         stores: Sequence[str] = STORES,
         args: Sequence[str] = (),
     ) -> Run:
-        """``python -m migrator COMMAND [ARGS]`` on each of ``stores`` in turn (``copies`` at once per store)."""
+        """``temporal-migrator COMMAND [ARGS]`` on each of ``stores`` in turn (``copies`` at once per store)."""
         started, cpu = time.perf_counter(), self.cpu_seconds
         peak = 0
         for store in stores:
-            argv = [PYTHON, "-m", "migrator", command, "--schema", store, *args]
+            argv = [MIGRATOR, command, "--schema", store, *args]
             processes = [self.spawn(argv, self.env(store, names[store])) for _ in range(copies)]
             for process in processes:
                 rss = self.reap(process, f"migrator {command} {store}")
