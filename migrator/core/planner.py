@@ -21,7 +21,7 @@ from migrator.core.rewrite import RewriteDecision, RewriteMode, Route, preflight
 from migrator.core.settings import Settings
 from migrator.core.state import State
 from migrator.core.statements import Form, Kind, Statement, concurrent_index
-from migrator.core.vendor import VendorSchema, VendorVersion
+from migrator.core.vendor import VendorSchema, VendorVersion, definitions_needed
 from migrator.core.versions import parse_version
 from migrator.errors import AccessError, ExitStatus, MigratorError, UnsafeStateError, UsageError
 
@@ -407,6 +407,9 @@ def plan(
     ValueError without them where they decide something; without them ``auto`` estimates nothing and stays
     plain). ``facts`` are those of the tables `facts_needed` names, for the online path's preflight.
     """
+    invalid = bool(state.catalog.invalid_indexes)
+    if not state.catalog.definitions and definitions_needed(state.version, target, invalid_indexes=invalid):
+        raise ValueError("planning pending versions needs the catalog's definitions")
     inputs = _Inputs(policy, sizes, facts or {})
     decided = _in_progress(state, vendor, target, inputs) or _steps(state, vendor, target, inputs)
     if policy.abort_online and state.online is None:

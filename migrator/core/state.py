@@ -63,7 +63,8 @@ class Catalog:
     """The objects of the schema Temporal's tables live in (``current_schema()``), as the catalog prints them.
 
     Definitions are normalised only when compared (`Catalog.seen`), so that a run with nothing to do never
-    loads the parser.
+    loads the parser. A catalog read without ``definitions`` (a store at its target) knows which tables and indexes
+    exist and which indexes are invalid, but no column and no function: comparing one of those is a shell's bug.
     """
 
     tables: frozenset[str] = frozenset()
@@ -73,8 +74,11 @@ class Catalog:
     functions: Mapping[str, frozenset[str]] = field(default_factory=dict)  # name -> md5 of each overload's body
     rows: Mapping[str, bool] = field(default_factory=dict)
     locked: Mapping[str, str] = field(default_factory=dict)  # table -> who holds ACCESS EXCLUSIVE on it
+    definitions: bool = True
 
     def seen(self, ref: ObjectRef) -> Seen:
+        if not self.definitions and ref.kind in (Kind.COLUMN, Kind.INDEX, Kind.FUNCTION):
+            raise ValueError(f"the catalog was read without definitions: {ref} cannot be compared")
         if ref.kind is Kind.COLUMN:
             column = self.columns.get(ref.name)
             if column is None:

@@ -104,6 +104,18 @@ class VendorSchema:
         return [item for item in self.versions if current is None or item.version > current]
 
 
+def definitions_needed(version: str | None, target: VendorVersion, *, invalid_indexes: bool) -> bool:
+    """Whether a plan compares the catalog's definitions: for versions pending after a recorded one (the repair
+    tells how far the first got) and for invalid indexes (only the tree's own are dropped). Any other plan (a
+    no-op, a fresh install, a refusal) needs only which objects exist."""
+    if invalid_indexes:
+        return True
+    try:
+        return version is not None and parse_version(version) < target.version
+    except ValueError:
+        return False
+
+
 def statements_needed(
     vendor: VendorSchema, version: str | None, target: VendorVersion, *, invalid_indexes: bool
 ) -> list[VendorVersion]:

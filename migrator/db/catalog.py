@@ -32,7 +32,7 @@ from migrator.errors import LockWaitError
 # CASE reaches it (a plain reference to a missing table would fail the whole statement). The state row of an
 # online rewrite in progress is read the same way, guarded by to_regclass (NULL, not an error, when its schema
 # does not exist): no rewrite in progress costs nothing.
-_OBSERVE = """
+_OBSERVE_TEMPLATE = """
 WITH s AS (SELECT coalesce(current_schema(), 'public') AS name,
                   (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AS oid),
 tables AS (SELECT c.oid, c.relname, c.reltoastrelid FROM pg_class c, s
@@ -55,20 +55,12 @@ SELECT json_build_object(
                                      pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on')
                FROM pg_database d, s WHERE d.datname = current_database()),
   'tables', (SELECT coalesce(json_agg(relname), '[]') FROM tables),
-  'columns', (SELECT coalesce(json_agg(json_build_array(t.relname || '.' || a.attname,
-                                                         format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                                                         CASE WHEN t.oid NOT IN (SELECT oid FROM held)
-                                                              THEN pg_get_expr(d.adbin, d.adrelid) END,
-                                                         a.attgenerated <> '')), '[]')
-                FROM tables t JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
-                LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum),
+  'columns', @COLUMNS@,
   'indexes', (SELECT coalesce(json_agg(json_build_array(c.relname, i.indisvalid,
-                                                         CASE WHEN i.indrelid NOT IN (SELECT oid FROM held)
-                                                              THEN pg_get_indexdef(i.indexrelid) END)), '[]')
+                                                         @INDEXDEF@)), '[]')
                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid, s WHERE c.relnamespace = s.oid),
   'locked', (SELECT coalesce(json_agg(json_build_array(relname, pid, application_name)), '[]') FROM held),
-  'functions', (SELECT coalesce(json_agg(json_build_array(p.proname, md5(p.prosrc))), '[]')
-                  FROM pg_proc p, s WHERE p.pronamespace = s.oid),
+  'functions', @FUNCTIONS@,
   'extensions', (SELECT coalesce(json_agg(extname), '[]') FROM pg_extension),
   'versions', (SELECT CASE WHEN EXISTS (SELECT 1 FROM tables WHERE relname = 'schema_version') THEN
                  (SELECT coalesce(json_agg(json_build_array(x.db_name, x.curr_version)), '[]')
@@ -87,6 +79,34 @@ SELECT json_build_object(
              END)
 )
 """.replace("@WORK@", WORK_SCHEMA)
+# The definitions: a column's type, nullability and default, an index's definition, a function's body. Only a plan
+# with pending versions compares them (and verification after a run); a no-op reads presence only, which on a
+# backend's first statement costs about half of the full read (its catalog caches are cold).
+_DEFINITIONS = {
+    "@COLUMNS@": """(SELECT coalesce(json_agg(json_build_array(t.relname || '.' || a.attname,
+                                                         format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                                                         CASE WHEN t.oid NOT IN (SELECT oid FROM held)
+                                                              THEN pg_get_expr(d.adbin, d.adrelid) END,
+                                                         a.attgenerated <> '')), '[]')
+                FROM tables t JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+                LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum)""",
+    "@INDEXDEF@": """CASE WHEN i.indrelid NOT IN (SELECT oid FROM held)
+                                                              THEN pg_get_indexdef(i.indexrelid) END""",
+    "@FUNCTIONS@": """(SELECT coalesce(json_agg(json_build_array(p.proname, md5(p.prosrc))), '[]')
+                  FROM pg_proc p, s WHERE p.pronamespace = s.oid)""",
+}
+_PRESENCE = {"@COLUMNS@": "'[]'::json", "@INDEXDEF@": "NULL", "@FUNCTIONS@": "'[]'::json"}
+
+
+def _statement(parts: dict[str, str]) -> str:
+    text = _OBSERVE_TEMPLATE
+    for marker, part in parts.items():
+        text = text.replace(marker, part)
+    return text
+
+
+_OBSERVE = _statement(_DEFINITIONS)
+_OBSERVE_PRESENCE = _statement(_PRESENCE)
 
 Rows = Callable[[sql.Composable | str, Sequence[Any]], list[tuple[Any, ...]]]
 
@@ -112,14 +132,17 @@ def _rows_present(rows: Rows, probes: dict[str, RowProbe]) -> dict[str, bool]:
 STORED = "stored"
 
 
-def observe(rows: Rows, database: str, vendor: VendorSchema, *, seeds_after: str | None = STORED) -> State:
+def observe(
+    rows: Rows, database: str, vendor: VendorSchema, *, seeds_after: str | None = STORED, definitions: bool = True
+) -> State:
     """Observe the store; ``database`` is the ``db_name`` key of ``schema_version`` (the tool's --db).
 
     Seed rows are probed for the versions after ``seeds_after``: by default the stored version (only pending
     versions matter to a plan); verification passes the version a run started from (the rows it added; older
-    ones the server may since have updated).
+    ones the server may since have updated). Without ``definitions`` only what exists is read (a store at its
+    target plans from that alone).
     """
-    found = rows(_OBSERVE, ())
+    found = rows(_OBSERVE if definitions else _OBSERVE_PRESENCE, ())
     assert found, "the statement always returns one row"
     document: dict[str, Any] = found[0][0]
     assert document["access"], "current_database() is always in pg_database"
@@ -156,6 +179,7 @@ def observe(rows: Rows, database: str, vendor: VendorSchema, *, seeds_after: str
         extensions=frozenset(document["extensions"]),
         functions={name: frozenset(bodies) for name, bodies in functions.items()},
         rows=seeds,
+        definitions=definitions,
     )
     return State(
         database=database,

@@ -420,9 +420,9 @@ class Driver:
 
     # -- reading and changing the schema ---------------------------------------------------------------
 
-    def observe(self, vendor: VendorSchema, *, seeds_after: str | None = STORED) -> State:
+    def observe(self, vendor: VendorSchema, *, seeds_after: str | None = STORED, definitions: bool = True) -> State:
         with translated("reading the catalog"), self._one_snapshot():
-            return observe(self._rows, self.settings.database, vendor, seeds_after=seeds_after)
+            return observe(self._rows, self.settings.database, vendor, seeds_after=seeds_after, definitions=definitions)
 
     @contextlib.contextmanager
     def _one_snapshot(self) -> Iterator[None]:

@@ -7,7 +7,7 @@ from migrator.core.rewrite import RewriteMode
 from migrator.core.settings import Settings
 from migrator.core.sizes import Sizes
 from migrator.core.state import State
-from migrator.core.vendor import VendorSchema, VendorVersion, statements_needed
+from migrator.core.vendor import VendorSchema, VendorVersion, definitions_needed, statements_needed
 from migrator.db.catalog import read_sizes, read_table_facts
 from migrator.db.driver import DatabaseMissingError, Driver
 from migrator.db.interface import Connect, Database
@@ -28,16 +28,21 @@ def observe_and_plan(
     session: Database, vendor: VendorSchema, target: VendorVersion, policy: Policy, *, impact: bool = False
 ) -> tuple[State, Plan]:
     """The state and its plan. Only the statements of the versions the plan needs are read (none for a store at
-    its target); reading them means observing again (their seed rows are probed, and the store may have moved).
+    its target, whose catalog is read without definitions); reading them means observing again, definitions
+    included (their seed rows are probed, and the store may have moved).
     The catalog's sizes are read only when versions are pending and the guard, the online decision (or the
     caller, for ``impact``) needs them, or an online rewrite is in progress: reading them takes a lock on every
     table, and a no-op needs none. The online path's facts are read only for tables pending statements rewrite
     or scan under a write-blocking lock."""
-    state = session.observe(vendor)
+    state = session.observe(vendor, definitions=False)  # all a store at its target needs
     while needed := statements_needed(
         vendor, state.version, target, invalid_indexes=bool(state.catalog.invalid_indexes)
     ):
         vendor = read_statements(vendor, needed)
+        state = session.observe(vendor)
+    if not state.catalog.definitions and definitions_needed(
+        state.version, target, invalid_indexes=bool(state.catalog.invalid_indexes)
+    ):  # a later round of migrate: the statements were read already
         state = session.observe(vendor)
     if state.online is None:  # the guard and the online decision judge nothing without pending versions
         planned = plan(state, vendor, target)

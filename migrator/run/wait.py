@@ -27,7 +27,7 @@ def wait(
         remaining = deadline - time.monotonic()
         try:
             with connect(settings, timeout=max(0.0, min(settings.connect_timeout, remaining))) as driver:
-                state: State | None = driver.observe(vendor)
+                state: State | None = driver.observe(vendor, definitions=False)  # the version is all it reads
         except (UnreachableError, LockWaitError) as error:  # not up yet, or a table lock held: keep waiting
             state, last = None, str(error)
         version = state.version if state else None

@@ -25,7 +25,7 @@ from migrator.core.planner import (
 from migrator.core.sizes import Sizes, TableSize, parse_size
 from migrator.core.state import Access, Catalog, ColumnInfo, IndexInfo, State
 from migrator.core.statements import Kind, ObjectRef
-from migrator.core.vendor import VendorSchema
+from migrator.core.vendor import VendorSchema, definitions_needed
 from migrator.core.verify import expected_objects, verification_problems
 from migrator.errors import AccessError, UnsafeStateError, UsageError
 from migrator.source.tree import load_vendor_schema
@@ -178,6 +178,28 @@ def test_both_stores_in_one_database_are_refused_in_either_order(tmp_path: Path)
 def test_at_target_does_nothing(mini_vendor: VendorSchema) -> None:
     result = plan(at("1.10"), mini_vendor, mini_vendor.newest)
     assert (result.situation, result.steps) == (Situation.CURRENT, ())
+
+
+def test_pending_versions_are_never_planned_from_a_catalog_read_without_definitions(mini_vendor: VendorSchema) -> None:
+    """Without definitions a partly applied version would look untouched (no column, no index definition)."""
+    presence = replace(catalog_after(mini_vendor, "1.2", 0), columns={}, definitions=False)
+    assert plan(at("1.10", presence), mini_vendor, mini_vendor.newest).situation is Situation.CURRENT
+    with pytest.raises(ValueError, match="needs the catalog's definitions"):
+        plan(at("1.1", presence), mini_vendor, mini_vendor.newest)
+    with pytest.raises(ValueError, match="read without definitions"):
+        presence.seen(ObjectRef(Kind.INDEX, "accounts_by_name"))
+    assert presence.seen(ObjectRef(Kind.TABLE, "accounts")).present
+
+
+@pytest.mark.parametrize(
+    ("version", "invalid", "needed"),
+    [("1.10", False, False), ("1.10", True, True), ("1.2", False, True), ("1.11", False, False),
+     (None, False, False), ("x", False, False)],
+)  # fmt: skip
+def test_definitions_are_read_for_pending_versions_and_invalid_indexes_only(
+    mini_vendor: VendorSchema, version: str | None, invalid: bool, needed: bool
+) -> None:
+    assert definitions_needed(version, mini_vendor.newest, invalid_indexes=invalid) is needed
 
 
 def test_ahead_of_target_never_downgrades(mini_vendor: VendorSchema) -> None:

@@ -56,6 +56,17 @@ def test_a_store_with_no_pending_insert_is_read_in_one_statement(mini_vendor: Ve
     assert state.access.server_version_num == 150000
 
 
+def test_without_definitions_only_presence_is_asked_of_the_server(mini_vendor: VendorSchema) -> None:
+    rows = Rows("1.2")
+    state = observe(rows, "temporal", mini_vendor, definitions=False)
+    assert not any(f in rows.queries[0] for f in ("pg_get_indexdef", "pg_get_expr", "format_type", "prosrc"))
+    assert all(f in rows.queries[0] for f in ("indisvalid", "curr_version", "AccessExclusiveLock"))
+    assert not state.catalog.definitions
+    full = Rows("1.2")
+    observe(full, "temporal", mini_vendor)
+    assert all(f in full.queries[0] for f in ("pg_get_indexdef", "pg_get_expr", "format_type", "prosrc"))
+
+
 def test_pending_seed_rows_are_probed_in_one_more_statement(mini_vendor: VendorSchema) -> None:
     rows = Rows("0.0", seeds=[True])
     state = observe(rows, "temporal", mini_vendor)

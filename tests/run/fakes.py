@@ -86,7 +86,9 @@ class FakeServer:
 
     # -- what observe reads -----------------------------------------------------------------------------
 
-    def catalog(self) -> Catalog:
+    def catalog(self, definitions: bool = True) -> Catalog:
+        """What the catalog shows; without ``definitions``, as a presence-only read: tables, index names and
+        validity, no column and no function."""
         work = Work()
         for _, mutation in MUTATIONS[: self.applied]:
             mutation(work)
@@ -96,11 +98,18 @@ class FakeServer:
             for name in self.invalid
         }
         indexes = {**work.indexes, **broken}
+        if not definitions:
+            unknown = {name: IndexInfo(index.valid, "", known=False) for name, index in indexes.items()}
+            return Catalog(tables=frozenset(tables), indexes=unknown, rows=work.rows, definitions=False)
         return Catalog(tables=frozenset(tables), columns=work.columns, indexes=indexes, rows=work.rows)
 
-    def state(self) -> State:
+    def state(self, definitions: bool = True) -> State:
         return State(
-            self.database, version=self.recorded, catalog=self.catalog(), access=self.access, online=self.online
+            self.database,
+            version=self.recorded,
+            catalog=self.catalog(definitions),
+            access=self.access,
+            online=self.online,
         )
 
     # -- Connect ----------------------------------------------------------------------------------------
@@ -168,9 +177,10 @@ class FakeSession:
 
     # -- reading ----------------------------------------------------------------------------------------
 
-    def observe(self, vendor: VendorSchema, *, seeds_after: str | None = STORED) -> State:
+    def observe(self, vendor: VendorSchema, *, seeds_after: str | None = STORED, definitions: bool = True) -> State:
         self.server.happen("observe", self.pid)
-        return self.server.state()
+        self.server.happen("definitions" if definitions else "presence", self.pid)
+        return self.server.state(definitions)
 
     def query(self, query: sql.Composable | str, params: Sequence[Any], doing: str) -> list[tuple[Any, ...]]:
         """The catalog's sizes, the watcher's questions about sessions, and the cancel of our statements."""

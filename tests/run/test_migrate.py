@@ -96,6 +96,20 @@ def test_a_second_run_starts_no_tool_and_opens_no_other_session(mini_vendor: Ven
     assert server.named("connect") == ["temporal"]  # the lock session only: no watcher for a no-op
 
 
+def test_a_store_at_its_target_is_observed_without_definitions(mini_vendor: VendorSchema) -> None:
+    """A no-op plans from which objects exist; reading definitions would double its catalog read."""
+    server = at(mini_vendor, mini_vendor.newest.name)
+    run(server)
+    assert (len(server.named("presence")), server.named("definitions")) == (1, [])
+
+
+def test_every_round_that_plans_pending_versions_reads_the_definitions(mini_vendor: VendorSchema) -> None:
+    """From the second round on the statements are read already, so only the pending versions ask for them."""
+    server = at(mini_vendor, "1.0")
+    failure(server, FakeTool(server, does_nothing=True))
+    assert len(server.named("definitions")) == len(server.named("presence")) == migrate_module.MAX_ROUNDS
+
+
 def test_a_partly_applied_version_is_repaired_statement_by_statement(mini_vendor: VendorSchema) -> None:
     server = at(mini_vendor, "1.0", applied=statements_through("1.0") + 2)
     with capture_logs() as logs:

@@ -128,7 +128,7 @@ class EmptyDatabase:
     def __init__(self) -> None:
         self.observed = 0
 
-    def observe(self, vendor: VendorSchema) -> State:
+    def observe(self, vendor: VendorSchema, *, definitions: bool = True) -> State:
         self.observed += 1
 
         def rows(query: object, params: object) -> list[tuple[object, ...]]:
@@ -136,7 +136,7 @@ class EmptyDatabase:
             empty: dict[str, object] = {key: [] for key in ("tables", "columns", "indexes", "functions", "extensions")}
             return [({**empty, "access": access, "versions": None},)]
 
-        return observe(rows, "temporal", vendor)
+        return observe(rows, "temporal", vendor, definitions=definitions)
 
 
 def test_the_shell_reads_what_a_fresh_install_needs_then_observes_again(both_stores: Path) -> None:
