@@ -380,11 +380,11 @@ def reference() -> str:
     return "\n".join(parts)
 
 
-def bench_table(name: str, form: str = "table") -> list[str]:
-    """bench/<name>.json's figures, as `bench.<name>.<form>` renders them (`table` is what a run prints)."""
+def bench_table(name: str, form: str = "table", data: str | None = None) -> list[str]:
+    """bench/<data or name>.json's figures, as `bench.<name>.<form>` renders them (`table` is what a run prints)."""
     module = importlib.import_module(f"bench.{name}")
     render = getattr(module, form)
-    return str(render(json.loads((REPO_ROOT / "bench" / f"{name}.json").read_text()))).splitlines()
+    return str(render(json.loads((REPO_ROOT / "bench" / f"{data or name}.json").read_text()))).splitlines()
 
 
 BLOCKS: dict[Path, dict[str, Callable[[], list[str]]]] = {
@@ -395,6 +395,7 @@ BLOCKS: dict[Path, dict[str, Callable[[], list[str]]]] = {
     },
     CHART_README: {"exit-codes": chart_exit_table, "values": values_table},
     BENCHMARKS: {
+        "bench-run": functools.partial(bench_table, "run", data="results"),
         "bench-online": functools.partial(bench_table, "online"),
         "bench-rewrite": functools.partial(bench_table, "rewrite"),
     },
