@@ -33,7 +33,8 @@ SELECT pid, usename, application_name, backend_type, state,
   FROM pg_stat_activity WHERE pid = ANY(%s) AND pid <> pg_backend_pid() ORDER BY pid
 """
 _TOOL_STATEMENTS = """
-SELECT a.pid, a.wait_event_type IS NOT DISTINCT FROM 'Lock', pg_blocking_pids(a.pid) FROM pg_stat_activity a
+SELECT a.pid, a.wait_event_type IS NOT DISTINCT FROM 'Lock', pg_blocking_pids(a.pid), a.query_start
+  FROM pg_stat_activity a
  WHERE a.datname = current_database() AND a.state = 'active' AND a.backend_type = 'client backend'
    AND a.application_name = %s
 """
@@ -96,13 +97,21 @@ def running(rows: Rows, own_pid: int) -> list[Running]:
     ]
 
 
-def tool_statements(rows: Rows, own_pid: int) -> dict[int, tuple[int, ...] | None]:
-    """The run's tool sessions running a statement now: the blockers of one waiting for a heavyweight lock
-    (``wait_event_type = 'Lock'``), None for one that is not: the server's own evidence that a statement that
-    failed while waiting gave up on ``lock_timeout``, whatever the tool prints."""
+@dataclass(frozen=True)
+class ToolStatement:
+    """A statement one of the run's tool sessions is running: when it started, and the blockers it waits for if
+    it waits for a heavyweight lock (``wait_event_type = 'Lock'``; None if it does not)."""
+
+    started: datetime | None
+    blocked: tuple[int, ...] | None
+
+
+def tool_statements(rows: Rows, own_pid: int) -> dict[int, ToolStatement]:
+    """The run's tool sessions running a statement now: the server's own evidence that a statement that failed
+    while waiting gave up on ``lock_timeout``, whatever the tool prints."""
     return {
-        pid: tuple(blocked or ()) if waiting else None
-        for pid, waiting, blocked in rows(_TOOL_STATEMENTS, (tool_application_name(own_pid),))
+        pid: ToolStatement(started, tuple(blocked or ()) if waiting else None)
+        for pid, waiting, blocked, started in rows(_TOOL_STATEMENTS, (tool_application_name(own_pid),))
     }
 
 

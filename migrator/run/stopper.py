@@ -4,8 +4,8 @@
   session, which is idle then). If that session no longer holds the advisory lock, it raises `LockLostError` and
   the runner SIGTERMs the tool at once: a second migrator may take the lock from then on. It also notes which of
   the run's tool sessions wait for a heavyweight lock, the server's evidence that a statement that then failed
-  gave up on ``lock_timeout`` (`saw_lock_wait`: the last time a session was seen running, it was waiting),
-  whatever the tool's driver printed.
+  gave up on ``lock_timeout`` (`saw_lock_wait`: a session's last statement was seen waiting), whatever the tool's
+  driver printed.
 - Leaving the context with an exception cancels every statement of this run still on the server (the run's
   tool sessions, tagged `tool_application_name` of the lock session's pid, and the lock session), so nothing of
   ours stays queued in front of Temporal's queries. It cancels from its own connection, opened before the first
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from psycopg import sql
@@ -29,6 +29,9 @@ from migrator.db.interface import Connect, Database
 from migrator.db.session import tool_application_name
 from migrator.errors import LockLostError, MigratorError, Terminated, UnreachableError
 from migrator.run.lock import HeldLock
+
+if TYPE_CHECKING:
+    from migrator.db.activity import ToolStatement
 
 log = structlog.get_logger("migrator.run.stopper")
 STOPPER_APPLICATION_NAME = "temporal-migrator-stop"
@@ -59,7 +62,7 @@ class Stopper:
         self.lock = lock
         self.own_pid = driver.backend_pid
         self.application_name = tool_application_name(self.own_pid)
-        self.waits: dict[int, tuple[int, ...]] = {}
+        self.waits: dict[int, ToolStatement] = {}  # the statement each session was last seen waiting in
         self._own: Database | None = None
         self._connect = connect
         self._opener = opener or self._open
@@ -97,17 +100,19 @@ class Stopper:
 
         if not self.driver.holds_lock(self.lock.key):
             raise self._lost()
-        # A session seen idle, or gone, keeps what it was last seen doing: a statement that gave up on its lock
-        # is over by the time the tool reports it, and the look just before may come after that.
+        # A statement that gave up on its lock is over by the time the tool reports it, and the look just before
+        # may come after that: a session seen idle, or gone, keeps the wait it was last seen in, and so does one
+        # seen running the same statement without waiting (it is ending in its error). Only a later statement
+        # (another start) shows that the wait ended in the lock.
         try:
             found = tool_statements(_rows(self.driver, "looking at the tool's sessions"), self.own_pid)
         except UnreachableError:  # the lock session ended since it was asked: the lock went with it
             raise self._lost() from None
-        for pid, blocked in found.items():
-            if blocked is None:
-                self.waits.pop(pid, None)
-            else:
-                self.waits[pid] = blocked
+        for pid, statement in found.items():
+            if statement.blocked is not None:
+                self.waits[pid] = statement
+            elif pid in self.waits and self.waits[pid].started != statement.started:
+                del self.waits[pid]
 
     def _lost(self) -> LockLostError:
         return LockLostError(
@@ -122,7 +127,7 @@ class Stopper:
 
     def blocker_pids(self) -> tuple[int, ...]:
         """Who blocked the tool's statements that were last seen waiting."""
-        return tuple(sorted({pid for blocked in self.waits.values() for pid in blocked}))
+        return tuple(sorted({pid for statement in self.waits.values() for pid in statement.blocked or ()}))
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None

@@ -31,6 +31,7 @@ class FakeSession:
         self.holds = holds
         self.dead = dead
         self.waiting = waiting
+        self.started = 1  # when the tool session's statement started: a new value is a later statement
         self.asked: list[tuple[str, tuple[Any, ...]]] = []
         self.closed = False
 
@@ -47,7 +48,11 @@ class FakeSession:
         if "pg_blocking_pids" in text and "pg_stat_progress_create_index" not in text:
             if self.waiting is None:
                 return []
-            return [(TOOL_PID, True, [BLOCKER_PID])] if self.waiting else [(TOOL_PID, False, [])]
+            return (
+                [(TOOL_PID, True, [BLOCKER_PID], self.started)]
+                if self.waiting
+                else [(TOOL_PID, False, [], self.started)]
+            )
         return []  # the settle loop's look at what still runs, and naming the connection
 
     def close(self) -> None:
@@ -161,8 +166,9 @@ def test_a_lock_session_ended_between_its_lock_check_and_the_next_query_is_a_los
 
 
 def test_a_statement_keeps_what_it_was_last_seen_doing_while_it_runs_until_the_next_tool_run() -> None:
-    """The look just after a lock timeout, before the tool reported it, sees the session idle: that does not
-    erase the wait; seen running without waiting does; a new tool run starts afresh."""
+    """The look just after a lock timeout, before the tool reported it, sees the session idle, or still running
+    the statement that is ending in its error: neither erases the wait; a later statement does; a new tool run
+    starts afresh."""
     lock_session = FakeSession(LOCK_PID, waiting=True)
     stop = stopper(lock_session)
     stop.begin()
@@ -170,10 +176,13 @@ def test_a_statement_keeps_what_it_was_last_seen_doing_while_it_runs_until_the_n
     assert (stop.saw_lock_wait(), stop.blocker_pids()) == (True, (BLOCKER_PID,))
     asked = [params for text, params in lock_session.asked if "IS NOT DISTINCT FROM 'Lock'" in text]
     assert asked == [(tool_application_name(LOCK_PID),)]  # this run's tool sessions only
+    lock_session.waiting = False  # the same statement, no longer waiting: ending in its lock timeout
+    stop.poll()
+    assert (stop.saw_lock_wait(), stop.blocker_pids()) == (True, (BLOCKER_PID,))
     lock_session.waiting = None  # the statement gave up: the session is idle
     stop.poll()
     assert stop.saw_lock_wait()
-    lock_session.waiting = False  # running, not waiting (it got its lock)
+    lock_session.waiting, lock_session.started = False, 2  # a later statement runs: the wait ended in its lock
     stop.poll()
     assert (stop.saw_lock_wait(), stop.blocker_pids()) == (False, ())
     lock_session.waiting = True
