@@ -38,7 +38,7 @@ _wrapper_build() {
     trap "rm -rf '$work'" RETURN
     printf 'module wrapper\n\ngo 1.26\n\nrequire %s %s\n\n%s\n' "$module" "$version" "$replaces" >"$work/go.mod"
     [[ -z "${WRAPPER_MAIN:-}" ]] || cp "$WRAPPER_MAIN" "$work/"
-    (cd "$work" && mkdir out && GOFLAGS=-mod=mod go build -ldflags "$ldflags" -o out/ "$@" >&2) || return 1
+    (cd "$work" && mkdir out && GOFLAGS="-mod=mod $GO_BUILD_FLAGS" go build -ldflags "$ldflags" -o out/ "$@" >&2) || return 1
     mkdir -p "$dest"
     mv "$work"/out/* "$dest/"
 }
