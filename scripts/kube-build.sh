@@ -10,7 +10,8 @@
 # directories of its own repository. A wrapper module requires it and replaces each of them with its published
 # release instead (v0.<minor>.<patch> for v1.<minor>.<patch>); etcd's server module does the same with its
 # api/client/pkg modules. The wrappers are generated from the pins, in a temporary directory: nothing to keep in
-# sync by hand. A cold build takes 16 to 45 minutes on 2 shared cores (the Kubernetes binaries nearly all of it).
+# sync by hand. A cold build is nearly all the Kubernetes binaries: about 570 CPU-seconds (5 minutes on 2 idle
+# cores, 15 on a busy machine); .ci/run runs it in the background from its start.
 set -euo pipefail
 
 # shellcheck source=golib.sh
