@@ -34,6 +34,7 @@ _say() { echo "kube-build: $*" >&2; }
 _wrapper_build() {
     local dest="$1" module="${2%@*}" version="${2#*@}" replaces="$3" ldflags="$4" work
     shift 4
+    mkdir -p "$GO_CACHE_ROOT"
     work="$(mktemp -d "$GO_CACHE_ROOT/wrapper.XXXXXX")"
     # shellcheck disable=SC2064  # expand now: $work is local
     trap "rm -rf '$work'" RETURN

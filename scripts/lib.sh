@@ -48,26 +48,27 @@ stage() {
     CURRENT_STAGE=""
 }
 
-# background NAME CMD ARGS...: start CMD ARGS (a command) now, at the lowest CPU priority (nice 19, in this
-# script's session: with the kernel's autogroups a new session would compete as an equal), output to a log;
-# await NAME waits for it and fails naming it and showing its log's end if it failed. For builds a later stage
-# needs: they take the CPU the stages before leave idle. stop_background ends any still running (EXIT traps).
+# background NAME CMD ARGS...: start CMD ARGS (a command) now, at the lowest CPU priority, output to a log; await
+# NAME waits for it and fails naming it and showing its log's end if it failed. For builds a later stage needs:
+# they take the CPU the stages before leave idle. stop_background ends any still running (EXIT traps).
+# Its own session at nice 19, the session's too: the kernel's autogroups share the CPU between sessions before nice
+# counts, and every PostgreSQL backend is a session of its own, so a niced process in ours would still take an
+# equal share from them.
 declare -A BACKGROUND_PID=() BACKGROUND_LOG=()
 background() {
-    local name="$1" started
+    local name="$1"
     shift
     BACKGROUND_LOG[$name]="$(mktemp "/tmp/background.XXXXXX.log")"
-    started="$(now)"
-    # Its own process group (job control on for this one job), so stop_background ends its children too.
-    set -m
-    {
+    # shellcheck disable=SC2016  # expanded by the inner bash
+    setsid --wait bash -c '
+        name="$1"
+        shift
+        [[ ! -w /proc/self/autogroup ]] || echo 19 >/proc/self/autogroup
         rc=0
         nice -n 19 "$@" || rc=$?
-        echo "$name: exit $rc after $(elapsed "$started")"
-        exit "$rc"
-    } >"${BACKGROUND_LOG[$name]}" 2>&1 </dev/null &
+        echo "$name: exit $rc after ${SECONDS}s"
+        exit "$rc"' background "$name" "$@" >"${BACKGROUND_LOG[$name]}" 2>&1 </dev/null &
     BACKGROUND_PID[$name]=$!
-    set +m
     log "started in the background (nice 19): $name (log ${BACKGROUND_LOG[$name]})"
 }
 
