@@ -21,7 +21,8 @@ if [[ ! -x "$helm_bin" ]]; then
     # Build into a temporary directory first so an interrupted build never leaves a half-written binary.
     tmp="$(mktemp -d "$cache_root/helm-build.XXXXXX")"
     trap 'rm -rf "$tmp"' EXIT
-    GOBIN="$tmp" CGO_ENABLED=0 go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+    # Without DWARF, as scripts/golib.sh builds (GO_BUILD_FLAGS).
+    GOBIN="$tmp" CGO_ENABLED=0 go install -gcflags=all=-dwarf=false "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
     mv "$tmp/helm" "$helm_bin"
 fi
 

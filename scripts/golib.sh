@@ -3,6 +3,8 @@
 #   GO_CACHE_ROOT                 ${XDG_CACHE_HOME:-$HOME/.cache}/temporal-migrator
 #   go_cached DEST NAME ARGS...   unless DEST exists: `go install ARGS...` into a private directory, then the
 #                                 binary NAME it made moves to DEST (an interrupted build leaves nothing behind)
+#   GO_BUILD_FLAGS                flags of every build here (kube-build.sh's too), for GOFLAGS (go install -C
+#                                 must come first)
 # GOTOOLCHAIN comes from pins.env and is exported: v1.32 needs a newer Go than most machines have, and the go
 # command fetches that toolchain itself. CGO_ENABLED=0, as Temporal builds its releases: no C compiler needed, and
 # a machine with one (CI) and one without (the fresh-machine container, which shares CI's Go build cache) compile
@@ -13,6 +15,9 @@ source "$golib_root/pins.env"
 export GOTOOLCHAIN
 export CGO_ENABLED=0
 GO_CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/temporal-migrator"
+# No DWARF: nothing debugs these binaries (a panic's stack trace does not need it), and compiling without it took
+# 5% less CPU (a cold build of the five Kubernetes binaries: 572 CPU-seconds against 602).
+GO_BUILD_FLAGS="-gcflags=all=-dwarf=false"
 
 if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
     PATH="$PATH:/usr/local/go/bin"
@@ -26,7 +31,7 @@ go_cached() {
     echo "$(basename "$0"): go install $* into $dest ($(go version))" >&2
     mkdir -p "$(dirname "$dest")"
     tmp="$(mktemp -d "$GO_CACHE_ROOT/go-build.XXXXXX")"
-    if GOBIN="$tmp" GOFLAGS=-mod=mod go install "$@" >&2; then
+    if GOBIN="$tmp" GOFLAGS="-mod=mod $GO_BUILD_FLAGS" go install "$@" >&2; then
         mv "$tmp/$name" "$dest"
         rm -rf "$tmp"
     else

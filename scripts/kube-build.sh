@@ -10,7 +10,8 @@
 # directories of its own repository. A wrapper module requires it and replaces each of them with its published
 # release instead (v0.<minor>.<patch> for v1.<minor>.<patch>); etcd's server module does the same with its
 # api/client/pkg modules. The wrappers are generated from the pins, in a temporary directory: nothing to keep in
-# sync by hand. A cold build takes 16 to 45 minutes on 2 shared cores (the Kubernetes binaries nearly all of it).
+# sync by hand. A cold build is nearly all the Kubernetes binaries: about 570 CPU-seconds (5 minutes on 2 idle
+# cores, 15 on a busy machine); .ci/run runs it in the background from its start.
 set -euo pipefail
 
 # shellcheck source=golib.sh
@@ -33,12 +34,13 @@ _say() { echo "kube-build: $*" >&2; }
 _wrapper_build() {
     local dest="$1" module="${2%@*}" version="${2#*@}" replaces="$3" ldflags="$4" work
     shift 4
+    mkdir -p "$GO_CACHE_ROOT"
     work="$(mktemp -d "$GO_CACHE_ROOT/wrapper.XXXXXX")"
     # shellcheck disable=SC2064  # expand now: $work is local
     trap "rm -rf '$work'" RETURN
     printf 'module wrapper\n\ngo 1.26\n\nrequire %s %s\n\n%s\n' "$module" "$version" "$replaces" >"$work/go.mod"
     [[ -z "${WRAPPER_MAIN:-}" ]] || cp "$WRAPPER_MAIN" "$work/"
-    (cd "$work" && mkdir out && GOFLAGS=-mod=mod go build -ldflags "$ldflags" -o out/ "$@" >&2) || return 1
+    (cd "$work" && mkdir out && GOFLAGS="-mod=mod $GO_BUILD_FLAGS" go build -ldflags "$ldflags" -o out/ "$@" >&2) || return 1
     mkdir -p "$dest"
     mv "$work"/out/* "$dest/"
 }

@@ -3,8 +3,8 @@
 # cluster's network namespace, then `scripts/kube.sh down` (always), which checks that nothing is left behind.
 #   bash scripts/kube-test.sh [PYTEST ARGS...]      (as root; CI=true makes a cluster that cannot come up fail)
 # Needs the image scripts/image-test.sh builds (localhost/temporal-migrator:test); run that first.
-# Prints each stage's time: a cold build of the cluster's binaries takes 16 to 45 minutes on 2 shared cores;
-# cached, the whole run about 2 minutes (20 s up, 10 s down).
+# Prints each stage's time: a cold build of the cluster's binaries takes 5 to 15 minutes on 2 cores, by what else
+# runs (scripts/kube-build.sh); cached, the whole run about 2 minutes (20 s up, 10 s down).
 set -euo pipefail
 
 # shellcheck source=lib.sh

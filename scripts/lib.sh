@@ -1,6 +1,8 @@
 # Shared set-up for scripts/test.sh and scripts/demo.sh. Source it; it defines functions and variables only.
 #   stage NAME FUNC...   run FUNC with a header and its duration; a failure stops the caller (set -e)
 #   finish               EXIT trap: names a failed stage, prints the total duration
+#   background NAME CMD..., await NAME, stop_background
+#                        a build a later stage needs, run meanwhile at the lowest priority
 #   setup_python         the project's virtualenv with the locked deps (requirements/) and the package, editable;
 #                        sets PYTHON to its interpreter (see python_env for which virtualenv)
 #   setup_go             checks Go >= GO_MIN_VERSION (it fetches the pinned toolchain itself)
@@ -44,6 +46,51 @@ stage() {
     "$@"
     log "<== $name done in $(elapsed "$STAGE_STARTED")"
     CURRENT_STAGE=""
+}
+
+# background NAME CMD ARGS...: start CMD ARGS (a command) now, at the lowest CPU priority, output to a log; await
+# NAME waits for it and fails naming it and showing its log's end if it failed. For builds a later stage needs:
+# they take the CPU the stages before leave idle. stop_background ends any still running (EXIT traps).
+# Its own session at nice 19, the session's too: the kernel's autogroups share the CPU between sessions before nice
+# counts, and every PostgreSQL backend is a session of its own, so a niced process in ours would still take an
+# equal share from them.
+declare -A BACKGROUND_PID=() BACKGROUND_LOG=()
+background() {
+    local name="$1"
+    shift
+    BACKGROUND_LOG[$name]="$(mktemp "/tmp/background.XXXXXX.log")"
+    # shellcheck disable=SC2016  # expanded by the inner bash
+    setsid --wait bash -c '
+        name="$1"
+        shift
+        [[ ! -w /proc/self/autogroup ]] || echo 19 >/proc/self/autogroup
+        rc=0
+        nice -n 19 "$@" || rc=$?
+        echo "$name: exit $rc after ${SECONDS}s"
+        exit "$rc"' background "$name" "$@" >"${BACKGROUND_LOG[$name]}" 2>&1 </dev/null &
+    BACKGROUND_PID[$name]=$!
+    log "started in the background (nice 19): $name (log ${BACKGROUND_LOG[$name]})"
+}
+
+await() {
+    local name="$1" rc=0
+    [[ -n "${BACKGROUND_PID[$name]:-}" ]] || die "await $name: nothing of that name was started"
+    log "waiting for $name (started in the background)"
+    wait "${BACKGROUND_PID[$name]}" || rc=$?
+    unset "BACKGROUND_PID[$name]"
+    if ((rc != 0)); then
+        tail -n 40 "${BACKGROUND_LOG[$name]}" >&2
+        die "$name (in the background) failed with exit $rc; its log: ${BACKGROUND_LOG[$name]}"
+    fi
+    log "$(tail -n 1 "${BACKGROUND_LOG[$name]}") (in the background)"
+}
+
+stop_background() {
+    local name
+    for name in "${!BACKGROUND_PID[@]}"; do
+        kill -TERM -- "-${BACKGROUND_PID[$name]}" 2>/dev/null || true
+        log "stopped $name (in the background); its log: ${BACKGROUND_LOG[$name]}"
+    done
 }
 
 TOTAL_STARTED="$(now)"

@@ -6,6 +6,8 @@
 #                            the comma-separated PKGS, that image plus them, installed by apt-get without
 #                            recommends, so one debootstrap per suite serves every base); made once per version of
 #                            this file, then reused
+#   postgres_image           prints the name of the Testcontainers PostgreSQL image (containers/postgres on the
+#                            plain bookworm base, Debian's POSTGRES_MAJOR), built unless podman's layers hold it
 #   podman_run ARGS...       podman run with the runtime and limits this machine needs, on the host network
 #   podman_build ARGS...     podman build, the same way
 # Facts behind them: crun fails here ("cgroups in hybrid mode not supported") so the runtime is runc; rootful
@@ -92,4 +94,11 @@ base_image() {
 
 podman_build() {
     podman --runtime runc build "${CONTAINER_ULIMITS[@]}" --network host "$@"
+}
+
+postgres_image() {
+    local name="localhost/temporal-migrator-test/postgres:$POSTGRES_MAJOR"
+    podman_build --quiet --build-arg DEBIAN_BASE="$(base_image bookworm)" --build-arg PG_MAJOR="$POSTGRES_MAJOR" \
+        -t "$name" "$REPO_ROOT/containers/postgres" >/dev/null
+    echo "$name"
 }

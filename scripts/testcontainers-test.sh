@@ -17,7 +17,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$REPO_ROOT/scripts/podman.sh"
 cd "$REPO_ROOT"
 
-POSTGRES_LOCAL_IMAGE="localhost/temporal-migrator-test/postgres:$POSTGRES_MAJOR"
 SERVICE_PID=""
 WORK="$(mktemp -d /tmp/testcontainers-podman.XXXXXX)"
 cleanup() {
@@ -32,10 +31,7 @@ cleanup() {
 trap cleanup EXIT
 
 make_postgres_image() {
-    local base
-    base="$(base_image bookworm)"
-    podman_build --quiet --build-arg DEBIAN_BASE="$base" --build-arg PG_MAJOR="$POSTGRES_MAJOR" \
-        -t "$POSTGRES_LOCAL_IMAGE" containers/postgres >/dev/null
+    POSTGRES_LOCAL_IMAGE="$(postgres_image)"
     log "$POSTGRES_LOCAL_IMAGE: $(podman_run --rm --entrypoint postgres "$POSTGRES_LOCAL_IMAGE" --version)"
 }
 
