@@ -208,8 +208,9 @@ def test_a_blocker_holds_the_swap_off_without_stalling_the_writes(
         events = finish(proc)
         check_converged(db, writers, clean)
     attempts = [event for event in events if event["event"] == "ddl.progress" and "outcome" in event]
-    assert attempts, "no swap attempt was reported while the blocker held the table"
-    assert all(event["online"] == "swap" for event in attempts)
+    assert any(event["online"] == "swap" for event in attempts), "no swap attempt while the blocker held the table"
+    # The capture's triggers are attempted the same way: postponed while autovacuum works on the fresh table.
+    assert {event["online"] for event in attempts} <= {"capture", "swap"}
     assert {event["outcome"] for event in attempts} <= {"postponed", "lock wait given up"}
     assert worst(writers) < 1.0, (before, worst(writers))
 
