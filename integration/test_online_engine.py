@@ -26,7 +26,7 @@ import pytest
 
 from devtools.data import fill
 from devtools.databases import AppDb, MakeDb
-from devtools.witness import Load, compare, drop_witness
+from devtools.witness import LOCK_WAIT_GOAL, Load, compare, drop_witness
 from integration.support.processes import bring_to, log_events
 from migrator.core.online import WORK_SCHEMA
 
@@ -142,8 +142,9 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, proc: s
 
 
 @contextlib.contextmanager
-def live_writes(db: AppDb) -> Iterator[Load]:
-    writers = Load(db.connect)
+def live_writes(db: AppDb, lock_wait: float | None = None) -> Iterator[Load]:
+    """``lock_wait``: a write that waits this long for a lock fails (the kill tests hold the swap's lock longer)."""
+    writers = Load(db.connect, lock_wait=lock_wait)
     writers.start()
     try:
         yield writers
@@ -159,7 +160,8 @@ def worst(writers: Load) -> float:
 def check_converged(db: AppDb, writers: Load, clean: tuple[str, Any]) -> None:
     writers.stop()
     assert writers.writes > 50, writers.writes
-    assert writers.errors == []  # no write failed: the trigger is on every write's path
+    # none failed: the trigger is on every write's path (and with a lock_wait, none waited that long for a lock)
+    assert writers.errors == [], writers.errors[:5]
     with db.connect() as conn:
         comparison = compare(conn, writers.columns)
         assert comparison.identical, comparison.summary()
@@ -175,7 +177,7 @@ def test_online_rewrite_keeps_every_write_and_matches_a_clean_install(
 ) -> None:
     clean = clean_install(make_db, temporal_tool, schema_dir)
     db = store_at_start(make_db, temporal_tool, schema_dir)
-    with live_writes(db) as writers:
+    with live_writes(db, LOCK_WAIT_GOAL) as writers:
         time.sleep(1)
         started = time.monotonic()
         events = finish(start_engine(db, *VERSIONS))
@@ -198,12 +200,11 @@ def test_a_blocker_holds_the_swap_off_without_stalling_the_writes(
     the swap happens once the blocker ends."""
     clean = clean_install(make_db, temporal_tool, schema_dir)
     db = store_at_start(make_db, temporal_tool, schema_dir)
-    with live_writes(db) as writers, contextlib.ExitStack() as stack:
+    with live_writes(db, LOCK_WAIT_GOAL) as writers, contextlib.ExitStack() as stack:
         stack.enter_context(db.holding(f"SELECT 1 FROM {TABLE} LIMIT 1"))
         proc = start_engine(db, *VERSIONS)
         wait_until(lambda: (state(db) or ("",))[0] == "swap", 300, "the swap", proc)
         time.sleep(2)
-        before = worst(writers)
         stack.close()
         events = finish(proc)
         check_converged(db, writers, clean)
@@ -212,7 +213,6 @@ def test_a_blocker_holds_the_swap_off_without_stalling_the_writes(
     # The capture's triggers are attempted the same way: postponed while autovacuum works on the fresh table.
     assert {event["online"] for event in attempts} <= {"capture", "swap"}
     assert {event["outcome"] for event in attempts} <= {"postponed", "lock wait given up"}
-    assert worst(writers) < 1.0, (before, worst(writers))
 
 
 def _past_capture(db: AppDb) -> bool:
