@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from devtools.databases import PLUGIN, AppDb, PgServer
 from devtools.pins import REPO_ROOT, cache_dir
 
@@ -35,6 +37,16 @@ NAMESPACE = "migrator-test"
 START_SECONDS = 90.0
 # A server refusing its schema exits well within this.
 REFUSE_SECONDS = 60.0
+
+# Temporal's membership (common/membership/ringpop/monitor.go, healthyHostLastHeartbeatCutoff): a member of
+# cluster_membership that heartbeated within this is a join seed. A server stopped moments before leaves dead
+# ports there, and a join that meets them runs out its maxJoinDuration before it retries (41 s seen; under load
+# longer than a client's START_SECONDS). A server starting on a store another one used waits them out.
+MEMBER_CUTOFF_SECONDS = 20.0
+_LIVE_MEMBERS = """
+SELECT extract(epoch FROM max(last_heartbeat) - (now() AT TIME ZONE 'UTC' - make_interval(secs => %s)))
+FROM cluster_membership WHERE last_heartbeat > now() AT TIME ZONE 'UTC' - make_interval(secs => %s)
+"""
 
 _SERVICES = ("frontend", "history", "matching", "worker")
 # The server records its membership port in cluster_membership.rpc_port, a SMALLINT: ports above 32767 make it
@@ -156,8 +168,31 @@ class TemporalServer:
     def log(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 
+    def seconds_until_members_expire(self) -> float:
+        """How long until no member of the default store is a join seed any more (0: none is; so is a store
+        without the table yet)."""
+        with self.default.connect() as conn:
+            try:
+                row = conn.execute(_LIVE_MEMBERS, (MEMBER_CUTOFF_SECONDS, MEMBER_CUTOFF_SECONDS)).fetchone()
+            except psycopg.errors.UndefinedTable:
+                return 0.0
+        return 0.0 if row is None or row[0] is None else float(row[0])
+
+    def wait_for_stopped_members(self) -> None:
+        """Until the members a stopped server left are no join seeds (bounded: a server still running on the store
+        keeps heartbeating, and that is a test's mistake)."""
+        deadline = time.monotonic() + MEMBER_CUTOFF_SECONDS * 2
+        while (left := self.seconds_until_members_expire()) > 0:
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"cluster_membership of {self.default.name} still has live members: is a server running?"
+                )
+            time.sleep(min(left, 1.0) + 0.1)
+
     def start(self) -> TemporalServer:
-        """Write the configuration (JSON is YAML) with fresh ports and start the server in the background."""
+        """Write the configuration (JSON is YAML) with fresh ports and start the server in the background, once
+        the members a server stopped before left in the store are no join seeds."""
+        self.wait_for_stopped_members()
         names = [f"{s}-{kind}" for s in _SERVICES for kind in ("grpc", "membership")] + ["frontend-http"]
         taken: set[int] = set()
         for name in names:
